@@ -1,0 +1,1 @@
+"""The ``pairsim`` command line."""

@@ -1,0 +1,26 @@
+"""Cosine similarity between two sets of vectors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def cosine_similarity_matrix(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
+    """All cosine similarities between the rows of ``x`` and the rows of ``y``.
+
+    Args:
+        x: ``(B, D)`` anchors.
+        y: ``(M, D)`` references (samples or class proxies).
+        eps: floor of the L2 norm, so that a zero vector gives similarity 0, not NaN.
+
+    Returns:
+        ``(B, M)`` similarities in ``[-1, 1]``.
+
+    Example:
+        >>> s = cosine_similarity_matrix(torch.tensor([[3.0, 4.0]]), torch.tensor([[6.0, 8.0], [-4.0, 3.0]]))
+        >>> [round(v, 4) for v in s[0].tolist()]
+        [1.0, 0.0]
+    """
+    return F.normalize(x, dim=1, eps=eps) @ F.normalize(y, dim=1, eps=eps).T  # (B, M)
