@@ -63,5 +63,7 @@ def run(args: argparse.Namespace) -> int:
             loss.backward()
             optimizer.step()
         after = precision_at_1(model(x_test).detach(), y_test)
-        print(f"circle loss, {name:11s}: held-out precision@1 {before:.3f} -> {after:.3f} (last loss {loss.item():.3f})")
+        print(
+            f"circle loss, {name:11s}: held-out precision@1 {before:.3f} -> {after:.3f} (last loss {loss.item():.3f})"
+        )
     return 0

@@ -52,15 +52,13 @@ def circle_loss(sim: Tensor, pos: Tensor, neg: Tensor, m: float = 0.25, gamma: f
         >>> sim = torch.tensor([[0.9, 0.1, -0.2]])
         >>> pos, neg = torch.tensor([[True, False, False]]), torch.tensor([[False, True, True]])
         >>> round(circle_loss(sim, pos, neg, m=0.25, gamma=32.0).item(), 4)
-        0.3677
+        0.1182
     """
     logit_p, logit_n = circle_logits(sim, m, gamma)
     return F.softplus(masked_logsumexp(logit_n, neg) + masked_logsumexp(logit_p, pos))
 
 
-def circle_similarity_grad(
-    sim: Tensor, pos: Tensor, neg: Tensor, m: float = 0.25, gamma: float = 256.0
-) -> Tensor:
+def circle_similarity_grad(sim: Tensor, pos: Tensor, neg: Tensor, m: float = 0.25, gamma: float = 256.0) -> Tensor:
     """Closed-form ``dL/ds`` of Eq. 6, Eq. 9-10 generalised to many positives.
 
     ``dL/ds_n^j = Z softmax_j(logit_n) gamma alpha_n^j`` and

@@ -31,4 +31,3 @@ def unified_loss(sim: Tensor, pos: Tensor, neg: Tensor, m: float = 0.35, gamma: 
         0.3711
     """
     return F.softplus(masked_logsumexp(gamma * (sim + m), neg) + masked_logsumexp(-gamma * sim, pos))
-

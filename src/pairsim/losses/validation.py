@@ -32,19 +32,14 @@ def check_loss_inputs(
             raise ValueError("ref_labels was given without ref_embeddings")
     else:
         if num_classes is not None:
-            raise ValueError(
-                "ref_embeddings are for the pair-wise paradigm; this loss scores against class proxies"
-            )
+            raise ValueError("ref_embeddings are for the pair-wise paradigm; this loss scores against class proxies")
         _check_matrix("ref_embeddings", ref_embeddings)
         if ref_embeddings.shape[1] != embeddings.shape[1]:
             raise ValueError(
-                f"ref_embeddings has dimension {ref_embeddings.shape[1]}, "
-                f"embeddings has {embeddings.shape[1]}"
+                f"ref_embeddings has dimension {ref_embeddings.shape[1]}, embeddings has {embeddings.shape[1]}"
             )
         if ref_embeddings.dtype != embeddings.dtype:
-            raise ValueError(
-                f"ref_embeddings has dtype {ref_embeddings.dtype}, embeddings has {embeddings.dtype}"
-            )
+            raise ValueError(f"ref_embeddings has dtype {ref_embeddings.dtype}, embeddings has {embeddings.dtype}")
         if ref_labels is None:
             raise ValueError("ref_labels is required when ref_embeddings is given")
         _check_labels("ref_labels", ref_labels, len(ref_embeddings))
