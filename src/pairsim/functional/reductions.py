@@ -26,6 +26,9 @@ def masked_logsumexp(logits: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
         >>> masked_logsumexp(x, m).tolist()[1], round(masked_logsumexp(x, m).tolist()[0], 4)
         (-inf, 0.6931)
     """
+    if logits.shape[dim] == 0:
+        # amax has no identity on an empty dimension; an empty sum of exponentials is log(0) = -inf.
+        return logits.sum(dim=dim) + float("-inf")
     neg_inf = torch.finfo(logits.dtype).min
     shifted = logits.masked_fill(~mask, neg_inf)
     peak = shifted.amax(dim=dim, keepdim=True).detach()  # (..., 1)

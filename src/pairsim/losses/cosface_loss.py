@@ -1,0 +1,52 @@
+"""CosFace / AM-Softmax module (class-level only)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from pairsim.functional.cosface import cosface_loss
+from pairsim.functional.pairs import Pairs
+from pairsim.losses.base import PairLoss, check_margin, check_positive
+from pairsim.losses.registry import register_loss
+
+
+@register_loss("cosface")
+class CosFaceLoss(PairLoss):
+    """CosFace / AM-Softmax (Wang et al., CVPR 2018), Eq. 2 of Sun et al.
+
+    ``L = -log(exp(gamma (s_p - m)) / (exp(gamma (s_p - m)) + sum_j exp(gamma s_n^j)))`` with
+    cosine similarities to learnable class proxies. Loss: the mean over the batch, as PML's
+    ``CosFaceLoss`` (whose ``W`` is the transpose of our ``proxies``, ``(D, C)``).
+
+    Args:
+        m: additive cosine margin, in ``[0, 1]``; the paper uses 0.35.
+        gamma: scale factor, positive; the paper uses 64.
+        num_classes: ``C``, required.
+        embedding_dim: ``D``, required.
+
+    Example:
+        >>> loss = CosFaceLoss(m=0.35, gamma=64.0, num_classes=5, embedding_dim=4)
+        >>> loss(torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 4, 0])).dim()
+        0
+    """
+
+    supports_pair_wise: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        m: float = 0.35,
+        gamma: float = 64.0,
+        num_classes: int | None = None,
+        embedding_dim: int | None = None,
+    ) -> None:
+        super().__init__(num_classes, embedding_dim)
+        self.m = check_margin("m", m)
+        self.gamma = check_positive("gamma", gamma)
+
+    def per_anchor(self, pairs: Pairs) -> Tensor:
+        return cosface_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)
+
+    def extra_repr(self) -> str:
+        return f"m={self.m}, gamma={self.gamma}, {super().extra_repr()}"

@@ -1,0 +1,44 @@
+"""NormFace module (class-level only)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from pairsim.functional.normface import normface_loss
+from pairsim.functional.pairs import Pairs
+from pairsim.losses.base import PairLoss, check_positive
+from pairsim.losses.registry import register_loss
+
+
+@register_loss("normface")
+class NormFaceLoss(PairLoss):
+    """NormFace (Wang et al., ACM MM 2017): softmax on ``gamma`` times cosine similarities.
+
+    Eq. 2 of Sun et al. with ``m = 0``. Loss: the mean over the batch. The default
+    ``gamma = 64`` matches CosFace/ArcFace, so that ``CosFaceLoss(m=0)`` is this loss; PML's
+    ``NormalizedSoftmaxLoss`` defaults to ``temperature = 0.05``, i.e. ``gamma = 20``.
+
+    Args:
+        gamma: scale factor (inverse temperature), positive.
+        num_classes: ``C``, required.
+        embedding_dim: ``D``, required.
+
+    Example:
+        >>> loss = NormFaceLoss(gamma=32.0, num_classes=5, embedding_dim=4)
+        >>> loss(torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 4, 0])).dim()
+        0
+    """
+
+    supports_pair_wise: ClassVar[bool] = False
+
+    def __init__(self, gamma: float = 64.0, num_classes: int | None = None, embedding_dim: int | None = None) -> None:
+        super().__init__(num_classes, embedding_dim)
+        self.gamma = check_positive("gamma", gamma)
+
+    def per_anchor(self, pairs: Pairs) -> Tensor:
+        return normface_loss(pairs.sim, pairs.pos, pairs.neg, self.gamma)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, {super().extra_repr()}"
