@@ -1,0 +1,199 @@
+"""``pairsim eval``: evaluate an embedding model or saved embeddings; writes JSON and a Markdown table.
+
+Two inputs:
+
+- ``pairsim eval EMBEDDINGS.npz [--protocol ...]``: arrays ``embeddings`` and ``labels``, and as
+  the protocol needs them ``query_embeddings``, ``query_labels`` (query/gallery retrieval; re-ID),
+  ``camera_ids``, ``query_camera_ids`` (re-ID), ``pairs`` ``(P, 2)`` and ``is_same`` ``(P,)``
+  (verification; without them every pair of the labelled set is scored).
+- ``pairsim eval CHECKPOINT DATA [--split test]``: a trainer checkpoint and a registered data set
+  (``pairsim.data.list_datasets()``); the split's images are embedded, then evaluated
+  leave-one-out (retrieval) or over all pairs (verification).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pairsim.evaluation import (
+    all_pair_similarities,
+    clustering_scores,
+    pair_similarities,
+    reid_metrics,
+    retrieval_metrics,
+    verification_scores,
+)
+
+PROTOCOLS = ("retrieval", "reid", "verification")
+#: Above this many pairs, "all pairs" verification asks for listed pairs instead (memory ~ 9 bytes a pair).
+MAX_ALL_PAIRS = 200_000_000
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``eval`` sub-command."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a data set, or saved embeddings (.npz)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", help="EMBEDDINGS.npz, or a trainer CHECKPOINT (.pt)")
+    parser.add_argument("data", nargs="?", help="data set name, with a CHECKPOINT")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="retrieval")
+    parser.add_argument("--split", default="test", help="data set split, with a CHECKPOINT (default: test)")
+    parser.add_argument("--root", default=None, help="data set cache directory or user folder, with a CHECKPOINT")
+    parser.add_argument("--max-classes", type=int, default=None, help="evaluate on a subset of the split's classes")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="k of recall@k (retrieval)")
+    parser.add_argument("--max-rank", type=int, default=50, help="length of the CMC curve (reid)")
+    parser.add_argument("--method", choices=("exact", "faiss", "hnsw"), default="exact", help="k-NN (retrieval)")
+    parser.add_argument("--clustering", action="store_true", help="also k-means NMI / AMI (retrieval)")
+    parser.add_argument("--out", default="eval", help="output path prefix: writes OUT.json and OUT.md")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, write ``OUT.json`` and ``OUT.md``, print the table; returns 0, or 2 on bad input."""
+    started = time.perf_counter()
+    try:
+        arrays = load_inputs(args)
+        metrics = evaluate(arrays, args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"pairsim eval: error: {err}", file=sys.stderr)
+        return 2
+    report = {
+        "command": command_line(args),
+        "source": args.source,
+        "data": args.data,
+        "protocol": args.protocol,
+        "seconds": round(time.perf_counter() - started, 3),
+        # NaN (a TAR at a FAR too small for the number of pairs) and the +inf "reject all"
+        # threshold are not JSON: written as null.
+        "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = f"{args.protocol} evaluation of {args.source}" + (f" on {args.data}" if args.data else "")
+    table = markdown_table(metrics, title)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    Path(f"{out}.md").write_text(table)
+    print(table, end="")
+    print(f"wrote {out}.json and {out}.md")
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The ``pairsim eval`` command that reproduces this run, every option explicit."""
+    words = ["pairsim", "eval", args.source, *([args.data] if args.data else []), "--protocol", args.protocol]
+    if args.data:
+        words += ["--split", args.split, "--batch-size", str(args.batch_size)]
+        words += ["--root", args.root] if args.root else []
+        words += ["--max-classes", str(args.max_classes)] if args.max_classes else []
+    words += ["--ks", *map(str, args.ks), "--max-rank", str(args.max_rank), "--method", args.method]
+    words += ["--clustering"] if args.clustering else []
+    return " ".join(shlex.quote(w) for w in [*words, "--out", args.out])
+
+
+def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The arrays to evaluate: read from the ``.npz``, or embedded from checkpoint and data set."""
+    source = Path(args.source)
+    if source.suffix == ".npz":
+        if args.data is not None:
+            raise ValueError("an embeddings file takes no DATA argument")
+        with np.load(source) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        for name in ("embeddings", "labels"):
+            if name not in arrays:
+                raise ValueError(f"{source} has no array {name!r} (it has {sorted(arrays)})")
+        return arrays
+    if args.data is None:
+        raise ValueError("a CHECKPOINT needs a DATA argument (a data set name), or give an EMBEDDINGS.npz")
+    if not source.exists():
+        raise FileNotFoundError(f"no checkpoint at {source}")
+    from pairsim.data import load_dataset
+    from pairsim.training.checkpoint import load_embedding_model
+    from pairsim.training.evaluate import embed_images
+
+    model, prep = load_embedding_model(source)
+    image_set = load_dataset(
+        args.data, split=args.split, root=args.root, image_size=prep.image_size, max_classes=args.max_classes
+    )
+    embeddings = embed_images(model, image_set.images, batch_size=args.batch_size)
+    return {"embeddings": embeddings.numpy(), "labels": np.asarray(image_set.labels)}
+
+
+def evaluate(arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, float]:
+    """Run the protocol on the arrays; a flat metric name -> value mapping."""
+    x, y = arrays["embeddings"], arrays["labels"]
+    if args.protocol == "retrieval":
+        metrics = retrieval_metrics(
+            x, y, arrays.get("query_embeddings"), arrays.get("query_labels"), ks=tuple(args.ks), method=args.method
+        )
+        if args.clustering:
+            clusters = clustering_scores(x, y)
+            metrics.update(nmi=clusters.nmi, ami=clusters.ami)
+        return metrics
+    if args.protocol == "reid":
+        missing = [n for n in ("query_embeddings", "query_labels", "camera_ids", "query_camera_ids") if n not in arrays]
+        if missing:
+            raise ValueError(f"the reid protocol needs arrays {missing} in the .npz (queries and camera ids)")
+        reid = reid_metrics(
+            arrays["query_embeddings"],
+            arrays["query_labels"],
+            arrays["query_camera_ids"],
+            x,
+            y,
+            arrays["camera_ids"],
+            max_rank=args.max_rank,
+        )
+        out = {f"rank_{k}": reid.cmc[k - 1] for k in (1, 5, 10, 20) if k <= len(reid.cmc)}
+        out.update(map=reid.map, minp=reid.minp, num_queries=float(reid.num_queries))
+        out["num_skipped_queries"] = float(reid.num_skipped_queries)
+        return out
+    if "pairs" in arrays:
+        if "is_same" not in arrays:
+            raise ValueError("the .npz has pairs but no is_same array")
+        scores, same = pair_similarities(x, arrays["pairs"]), arrays["is_same"].astype(bool)
+    else:
+        if len(x) * (len(x) - 1) // 2 > MAX_ALL_PAIRS:
+            raise ValueError(f"{len(x)} embeddings make too many pairs; give listed pairs / is_same in the .npz")
+        scores, same_t = all_pair_similarities(x, y)
+        same = same_t.numpy()
+    v = verification_scores(scores, same)
+    out = {"auc": v.auc, "best_accuracy": v.best_accuracy, "best_threshold": v.best_threshold}
+    out.update({f"tar_at_far_{far:.0e}": tar for far, tar in v.tar_at_far.items()})
+    out.update(num_genuine=float(v.num_genuine), num_impostor=float(v.num_impostor))
+    return out
+
+
+def markdown_table(metrics: dict[str, float], title: str) -> str:
+    """A two-column Markdown table; counts print as integers, NaN as "n/a".
+
+    Example:
+        >>> print(markdown_table({"map_at_r": 0.5, "num_queries": 10.0}, "t"), end="")
+        ### t
+        <BLANKLINE>
+        | metric | value |
+        |---|---:|
+        | map_at_r | 0.5000 |
+        | num_queries | 10 |
+    """
+    lines = [f"### {title}", "", "| metric | value |", "|---|---:|"]
+    for name, value in metrics.items():
+        if math.isnan(value):
+            shown = "n/a"
+        elif name.startswith("num_"):
+            shown = str(int(value))
+        else:
+            shown = f"{value:.4f}"
+        lines.append(f"| {name} | {shown} |")
+    return "\n".join(lines) + "\n"
