@@ -1,0 +1,49 @@
+"""``pairsim serve DIR``: the search API and web page of an index (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` sub-command."""
+    parser = subparsers.add_parser("serve", help="serve an index: JSON API, OpenAPI docs and a web page")
+    parser.add_argument("directory", help="index directory (pairsim index build)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PAIRSIM_API_KEY"),
+        help="key required (header X-API-Key) by POST /items and DELETE /items/{id} (default $PAIRSIM_API_KEY)",
+    )
+    parser.add_argument("--max-k", type=int, default=100, help="largest k a search may ask for")
+    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest image upload, in MB")
+    parser.add_argument(
+        "--faiss-threads",
+        type=int,
+        default=1,
+        help="OpenMP threads per faiss search (default 1: concurrent requests already use the cores)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted."""
+    from pairsim.service import ServiceConfig, create_app, require_serve_extra
+
+    try:
+        uvicorn = require_serve_extra()
+        from pairsim.evaluation.knn import import_faiss
+
+        import_faiss().omp_set_num_threads(args.faiss_threads)
+        config = ServiceConfig(max_k=args.max_k, max_upload_bytes=int(args.max_upload_mb * 1e6), api_key=args.api_key)
+        app = create_app(args.directory, config)
+    except (ValueError, OSError, ImportError) as error:
+        print(f"pairsim serve: error: {error}", file=sys.stderr)
+        return 2
+    print(f"serving {args.directory} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,38 @@
+"""The retrieval index: faiss vectors + a SQLite item table + a manifest in one directory.
+
+``build_index(checkpoint, images, out)`` makes one, ``add_images`` / ``IndexStore.remove`` update it
+atomically, ``Searcher`` answers image queries; ``pairsim index|search|serve`` wrap these.
+"""
+
+from pairsim.index.build import (
+    BuildResult,
+    Searcher,
+    add_images,
+    build_demo_index,
+    build_index,
+    load_model,
+    open_model,
+)
+from pairsim.index.images import ImageDecodeError, OutsideStoreError, decode_image
+from pairsim.index.manifest import Manifest, ModelMismatchError
+from pairsim.index.records import Hit, Item, NewItem
+from pairsim.index.store import IndexStore
+
+__all__ = [
+    "BuildResult",
+    "Hit",
+    "ImageDecodeError",
+    "IndexStore",
+    "Item",
+    "Manifest",
+    "ModelMismatchError",
+    "NewItem",
+    "OutsideStoreError",
+    "Searcher",
+    "add_images",
+    "build_demo_index",
+    "build_index",
+    "decode_image",
+    "load_model",
+    "open_model",
+]

@@ -1,0 +1,126 @@
+"""The manifest of an index directory: which model made its vectors, so queries from another are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Bumped when the directory layout changes; an index of another format is refused on open.
+FORMAT_VERSION = 1
+
+
+class ModelMismatchError(ValueError):
+    """A query or an addition embedded by a model other than the one the index was built with."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index directory's vectors mean; written once when the index is built.
+
+    Attributes:
+        model_name: the registry name of the embedding model (``pairsim.models.list_models()``).
+        model_fingerprint: SHA-256 of the model's spec and weights (:func:`model_fingerprint`).
+        checkpoint_sha256: SHA-256 of the checkpoint file the index was built from.
+        checkpoint_path: where that checkpoint was (informative; the model is copied into the index).
+        embedding_dim: ``D``.
+        preprocessing: ``pairsim.models.Preprocessing`` as a dict (channels, scaling, image size).
+        created_at: UTC time of the build, ISO 8601.
+        metric: the similarity of the faiss index (inner product of unit vectors, i.e. cosine).
+        format_version: :data:`FORMAT_VERSION` of the writer.
+    """
+
+    model_name: str
+    model_fingerprint: str
+    checkpoint_sha256: str
+    checkpoint_path: str
+    embedding_dim: int
+    preprocessing: dict[str, Any]
+    created_at: str
+    metric: str = "inner_product"
+    format_version: int = FORMAT_VERSION
+
+    def check_model(self, fingerprint: str, what: str = "the query model") -> None:
+        """Raise :class:`ModelMismatchError` unless ``fingerprint`` is this index's model.
+
+        Example:
+            >>> m = Manifest("small-cnn", "a" * 64, "b" * 64, "x.pt", 8, {}, "2026-01-01T00:00:00Z")
+            >>> try:
+            ...     m.check_model("c" * 64)
+            ... except ModelMismatchError as error:
+            ...     print(str(error)[:70])
+            the query model (cccccccccccc) is not the model of this index (aaaaaaa
+        """
+        if fingerprint != self.model_fingerprint:
+            raise ModelMismatchError(
+                f"{what} ({fingerprint[:12]}) is not the model of this index ({self.model_fingerprint[:12]}, "
+                f"{self.model_name} from {self.checkpoint_path}): use the index's model or build a new index"
+            )
+
+
+def model_fingerprint(spec: dict[str, Any], state_dict: dict[str, Any]) -> str:
+    """SHA-256 over a model's spec (name, dim, preprocessing) and every weight (name, dtype, shape, bytes).
+
+    Two checkpoints of the same weights (``best.pt`` and ``last.pt`` after the last improvement) share it;
+    any change of a weight or of the preprocessing changes it.
+    """
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync, then rename over it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(manifest: Manifest, directory: Path) -> None:
+    """``directory/manifest.json``, atomically."""
+    write_json_atomic(dataclasses.asdict(manifest), directory / "manifest.json")
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of an index directory.
+
+    Raises:
+        FileNotFoundError: ``directory`` is not an index (no ``manifest.json``).
+        ValueError: the manifest is of another format version.
+    """
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a pairsim index (no manifest.json); build one with `pairsim index build`"
+        )
+    data = json.loads(path.read_text())
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: index format {data.get('format_version')}, this pairsim reads {FORMAT_VERSION}")
+    return Manifest(**data)
