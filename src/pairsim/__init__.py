@@ -1,12 +1,37 @@
 """pairsim: deep metric learning from the unified perspective of pair similarity optimization."""
 
-from pairsim.losses import CircleLoss, PairLoss, UnifiedLoss, create_loss, list_losses, register_loss
+from pairsim.losses import (
+    ArcFaceLoss,
+    CircleLoss,
+    ContrastiveLoss,
+    CosFaceLoss,
+    MultiSimilarityLoss,
+    NormFaceLoss,
+    NTXentLoss,
+    PairLoss,
+    ProxyAnchorLoss,
+    SoftmaxLoss,
+    TripletLoss,
+    UnifiedLoss,
+    create_loss,
+    list_losses,
+    register_loss,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArcFaceLoss",
     "CircleLoss",
+    "ContrastiveLoss",
+    "CosFaceLoss",
+    "MultiSimilarityLoss",
+    "NTXentLoss",
+    "NormFaceLoss",
     "PairLoss",
+    "ProxyAnchorLoss",
+    "SoftmaxLoss",
+    "TripletLoss",
     "UnifiedLoss",
     "__version__",
     "create_loss",
