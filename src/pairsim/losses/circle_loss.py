@@ -1,13 +1,22 @@
-"""Circle loss module, both paradigms."""
+"""Circle loss module, both paradigms, with the streaming fast path."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
 from pairsim.functional.circle import circle_loss
+from pairsim.functional.circle_streaming import circle_loss_streaming
 from pairsim.functional.pairs import Pairs
+from pairsim.functional.reductions import mean_over_valid
 from pairsim.losses.base import PairLoss, check_margin, check_positive
 from pairsim.losses.registry import register_loss
+
+# Pair-wise batches from this many anchor-reference pairs take the fast path. Measured on the 2-core CPU
+# of this project, D = 512, forward + backward, interleaved runs (min of 30-40, machine shared): the paths
+# tie at B = 64 (0.95 ms); below, the plain path's fewer Python-level steps win (B = 32: 0.61 vs 0.77 ms);
+# above, the fast path does (B = 96: 1.11 vs 1.24 ms; B = 256: 2.3 vs 2.9 ms; B = 1024, CPU time of one
+# thread: 23 vs 49 ms) and it always needs less memory. Against proxies it is always taken.
+FAST_PATH_MIN_PAIRS = 64 * 64
 
 
 @register_loss("circle")
@@ -25,6 +34,11 @@ class CircleLoss(PairLoss):
         num_classes: ``None`` for pair-wise labels; ``C`` for class-level labels with
             learnable proxies ``(C, embedding_dim)``.
         embedding_dim: ``D``, required with ``num_classes``.
+        fast_path: use :func:`circle_loss_streaming` (closed-form backward, references streamed
+            in blocks) instead of the plain autograd path; ``None`` decides per call: always
+            against proxies, and for pair-wise batches of at least ``FAST_PATH_MIN_PAIRS`` pairs.
+        block_size: references per block of the fast path; ``None`` sizes blocks to the batch
+            (see :func:`circle_loss_streaming`).
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -42,13 +56,52 @@ class CircleLoss(PairLoss):
         gamma: float = 256.0,
         num_classes: int | None = None,
         embedding_dim: int | None = None,
+        fast_path: bool | None = None,
+        block_size: int | None = None,
     ) -> None:
         super().__init__(num_classes, embedding_dim)
         self.m = check_margin("m", m)
         self.gamma = check_positive("gamma", gamma)
+        if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+        self.fast_path = fast_path
+        self.block_size = block_size
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        """The loss of a batch; see :meth:`PairLoss.forward`."""
+        if not self.uses_fast_path(embeddings, ref_embeddings):
+            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
+        self.check_inputs(embeddings, labels, ref_embeddings, ref_labels)
+        refs = self.proxies if self.proxies is not None else ref_embeddings
+        losses, valid = circle_loss_streaming(
+            embeddings,
+            labels,
+            refs,
+            ref_labels,
+            class_level=self.class_level,
+            m=self.m,
+            gamma=self.gamma,
+            block_size=self.block_size,
+        )
+        return mean_over_valid(losses, valid)
+
+    def uses_fast_path(self, embeddings: Tensor, ref_embeddings: Tensor | None = None) -> bool:
+        """Whether :meth:`forward` takes the fast path for these inputs."""
+        if self.fast_path is not None:
+            return self.fast_path
+        if self.class_level:
+            return True
+        num_refs = len(embeddings) if ref_embeddings is None else len(ref_embeddings)
+        return len(embeddings) * num_refs >= FAST_PATH_MIN_PAIRS
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return circle_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)
 
     def extra_repr(self) -> str:
-        return f"m={self.m}, gamma={self.gamma}, {super().extra_repr()}"
+        return f"m={self.m}, gamma={self.gamma}, fast_path={self.fast_path}, {super().extra_repr()}"
