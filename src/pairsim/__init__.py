@@ -1,5 +1,6 @@
 """pairsim: deep metric learning from the unified perspective of pair similarity optimization."""
 
+from pairsim.distributed import GlobalPairLoss, ShardedProxyLoss
 from pairsim.losses import (
     ArcFaceLoss,
     CircleLoss,
@@ -25,11 +26,13 @@ __all__ = [
     "CircleLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
+    "GlobalPairLoss",
     "MultiSimilarityLoss",
     "NTXentLoss",
     "NormFaceLoss",
     "PairLoss",
     "ProxyAnchorLoss",
+    "ShardedProxyLoss",
     "SoftmaxLoss",
     "TripletLoss",
     "UnifiedLoss",
