@@ -1,0 +1,51 @@
+"""The main job's pipeline on a tiny folder data set: metrics.json and a self-contained report.html."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from tests.cli.test_train import write_folder
+
+from pairsim.training.config import load_config
+from pairsim.training.demo import run_demo
+
+
+def test_demo_writes_metrics_and_a_self_contained_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAIRSIM_DATA", str(tmp_path / "cache"))
+    folder = write_folder(tmp_path / "images", num_classes=16, per_class=5)
+    config = load_config(
+        None,
+        [
+            "data.name=folder",
+            f"data.root={folder}",
+            "data.image_size=16",
+            "data.eval_max_classes=4",
+            "model.name=small-cnn",
+            "model.pretrained=false",
+            "model.embedding_dim=8",
+            "sampler.classes_per_batch=3",
+            "sampler.samples_per_class=2",
+            "steps=4",
+            "eval_every=2",
+            "threads=1",
+            f"out_dir={tmp_path / 'demo'}",
+        ],
+    )
+    lines: list[str] = []
+    result = run_demo(config, eval_classes=6, progress=False, say=lines.append)
+    metrics = json.loads(result.metrics_path.read_text())
+    for model in ("trained", "baseline_pretrained"):
+        assert set(metrics[model]) == {"precision_at_1", "r_precision", "map_at_r"}
+        assert all(0.0 <= v <= 1.0 for v in metrics[model].values())
+    assert metrics["held_out_classes"] <= 6 and metrics["steps"] == 4
+    assert {"data", "train", "baseline_eval", "final_eval", "report", "total"} <= set(metrics["seconds"])
+    assert any("trained model" in line for line in lines)
+
+    page = result.report_path.read_text()
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 4
+    assert "http" not in page  # nothing to fetch: the page works offline
+    assert "Eq. 8" in page and f"{metrics['trained']['precision_at_1']:.3f}" in page
+    assert (tmp_path / "demo" / "train" / "last.pt").exists()

@@ -1,0 +1,110 @@
+"""The trainer end to end on tiny synthetic data: learning, both paradigms, every registered loss."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from tests.training.helpers import synthetic_images
+
+from pairsim.losses import get_loss_class, list_losses
+from pairsim.training.checkpoint import load_checkpoint, load_embedding_model
+from pairsim.training.config import TrainConfig, load_config
+from pairsim.training.evaluate import embed_images, evaluate_model
+from pairsim.training.metrics_log import read_metrics
+from pairsim.training.trainer import Trainer, lr_factor
+
+TINY = [
+    "model.name=small-cnn",
+    "model.pretrained=false",
+    "model.embedding_dim=16",
+    "sampler.classes_per_batch=4",
+    "sampler.samples_per_class=4",
+    "optim.warmup_steps=2",
+    "threads=1",
+]
+
+
+def tiny_config(out_dir: Path, *overrides: str) -> TrainConfig:
+    return load_config(None, [*TINY, f"out_dir={out_dir}", *overrides])
+
+
+def test_training_beats_the_untrained_model_on_held_out_classes(tmp_path: Path) -> None:
+    train, held_out = synthetic_images(24, 6, seed=0), synthetic_images(8, 6, seed=10, split="test")
+    trainer = Trainer(tiny_config(tmp_path, "steps=60", "eval_every=30", "optim.lr=1e-3"), train, held_out, False)
+    before = evaluate_model(trainer.model, held_out)["precision_at_1"]
+    result = trainer.run()
+    assert result.steps == 60
+    assert result.final_eval is not None
+    assert result.final_eval["precision_at_1"] > before + 0.1
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_records] == list(range(1, 61))
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [30, 60]
+    for key in ("loss", "lr", "images_per_s", "sp_mean", "sp_q10", "sp_q50", "sp_q90", "sn_mean", "outside_circle"):
+        assert key in train_records[-1]
+    first, last = train_records[:5], train_records[-5:]
+    assert sum(r["sp_mean"] - r["sn_mean"] for r in last) > sum(r["sp_mean"] - r["sn_mean"] for r in first)
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "last.pt").exists()
+    assert result.best_checkpoint is not None
+    assert load_checkpoint(result.best_checkpoint)["best"] == result.best_precision_at_1
+
+
+def test_embedding_model_reloads_from_a_checkpoint(tmp_path: Path) -> None:
+    train = synthetic_images(8, 4, seed=0)
+    result = Trainer(tiny_config(tmp_path, "steps=3", "eval_every=0"), train, None, False).run()
+    model, prep = load_embedding_model(result.last_checkpoint)
+    assert prep.in_channels == 1 and prep.image_size == 16
+    assert not model.training
+    trainer = Trainer(tiny_config(tmp_path / "again", "steps=3", "eval_every=0"), train, None, False)
+    trainer.run()
+    torch.testing.assert_close(embed_images(model, train.images), embed_images(trainer.model, train.images))
+
+
+def paradigms() -> list[tuple[str, bool]]:
+    cases = []
+    for name in list_losses():
+        cls = get_loss_class(name)
+        cases += [(name, False)] if cls.supports_pair_wise else []
+        cases += [(name, True)] if cls.supports_class_level else []
+    return cases
+
+
+@pytest.mark.parametrize(("name", "class_level"), paradigms())
+def test_every_registered_loss_trains_in_each_paradigm(tmp_path: Path, name: str, class_level: bool) -> None:
+    train = synthetic_images(8, 4, seed=0)
+    overrides = ["steps=2", "eval_every=0", f"loss.name={name}", f"loss.class_level={class_level}", "loss.params={}"]
+    trainer = Trainer(tiny_config(tmp_path, *overrides), train, None, False)
+    proxies_before = [p.detach().clone() for p in trainer.loss_fn.parameters()]
+    assert bool(proxies_before) == class_level
+    trainer.run()
+    records = read_metrics(tmp_path / "metrics.jsonl", "train")
+    assert len(records) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    if class_level:
+        assert trainer.optimizer.param_groups[-1]["peak_lr"] == trainer.config.optim.proxy_lr
+        assert any(not torch.equal(a, b) for a, b in zip(proxies_before, trainer.loss_fn.parameters(), strict=True))
+
+
+def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
+    train = synthetic_images(8, 4, seed=0)
+    Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0"), train, None, False).run()
+    other = Trainer(tiny_config(tmp_path, "steps=4", "eval_every=0", "optim.lr=0.5"), train, None, False)
+    with pytest.raises(ValueError, match="different configuration"):
+        other.run(resume=True)
+
+
+def test_resume_may_extend_the_number_of_steps(tmp_path: Path) -> None:
+    train = synthetic_images(8, 4, seed=0)
+    Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0"), train, None, False).run()
+    result = Trainer(tiny_config(tmp_path, "steps=4", "eval_every=0"), train, None, False).run(resume=True)
+    assert result.steps == 4
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl", "train")] == [1, 2, 3, 4]
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_final_ratio() -> None:
+    values = [lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(values[10:]))
+    assert values[-1] == pytest.approx(0.1, abs=1e-3)
