@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.cli.test_train import write_folder
 
+from pairsim.index import IndexStore
 from pairsim.training.config import load_config
 from pairsim.training.demo import run_demo
 
@@ -49,3 +50,8 @@ def test_demo_writes_metrics_and_a_self_contained_report(tmp_path: Path, monkeyp
     assert "http" not in page  # nothing to fetch: the page works offline
     assert "Eq. 8" in page and f"{metrics['trained']['precision_at_1']:.3f}" in page
     assert (tmp_path / "demo" / "train" / "last.pt").exists()
+
+    # The demo ends with a searchable index of the held-out images.
+    store = IndexStore(tmp_path / "demo" / "index")
+    assert len(store) == metrics["held_out_images"]
+    assert any("pairsim serve" in line for line in lines)

@@ -130,6 +130,13 @@ def run_demo(
     seconds["final_eval"] = time.perf_counter() - tick
     say("trained model: " + _fmt(trained))
 
+    # The demo ends where a retrieval user starts: the held-out images in a searchable index.
+    from pairsim.index import build_demo_index
+
+    tick = time.perf_counter()
+    build_demo_index(result.last_checkpoint, held_out, out / "index", embeddings=embeddings.numpy(), say=say)
+    seconds["index"] = time.perf_counter() - tick
+
     tick = time.perf_counter()
     from pairsim.training.demo_report import build_demo_report
 
