@@ -7,6 +7,7 @@ built by :func:`make_case`, which the test calls too, so both sides see the same
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -130,9 +131,16 @@ def main() -> None:
     try:
         results = run_pair(rank) if scenario == "pair" else run_sharded(rank, world)
         torch.save(results, f"{out}/rank{rank}.pt")
+        # No rank tears gloo down while another still talks to it.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main()
+    # The results are saved; gloo's threads have been seen to abort the interpreter's own teardown
+    # ("terminate called without an active exception"), so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
