@@ -41,7 +41,7 @@ class Toy:
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> type[Toy]:
     registry._load_builtin_datasets()
-    monkeypatch.setitem(registry._DATASETS, "toy", Toy)
+    monkeypatch.setitem(registry._DATASETS._entries, "toy", Toy)
     Toy.builds = []
     return Toy
 
@@ -138,7 +138,7 @@ def test_provider_split_of_a_set_without_one(toy: type[Toy], tmp_path: Path, mon
             b = super().build(ctx, keys)
             return Built(b.images, b.labels, b.keys, b.sources)
 
-    monkeypatch.setitem(registry._DATASETS, "toy2", NoHoldout)
+    monkeypatch.setitem(registry._DATASETS._entries, "toy2", NoHoldout)
     with pytest.raises(ValueError, match="no split of its own"):
         load_dataset("toy2", "train-all", tmp_path, progress=False)
 

@@ -19,6 +19,7 @@ import numpy as np
 from pairsim.data.base import Built, ImageSet
 from pairsim.data.cache import default_root, read_built, write_built
 from pairsim.data.splits import CLASS_SPLITS, PROVIDER_SPLITS, pick_classes, split_classes
+from pairsim.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ class DatasetBuilder(Protocol):
         ...
 
 
-_DATASETS: dict[str, type[DatasetBuilder]] = {}
 BuilderT = TypeVar("BuilderT", bound=type)
 
 
@@ -71,14 +71,7 @@ def register_dataset(name: str) -> Callable[[BuilderT], BuilderT]:
     Raises:
         ValueError: if ``name`` is already taken.
     """
-
-    def add(cls: BuilderT) -> BuilderT:
-        if name in _DATASETS:
-            raise ValueError(f"data set {name!r} is already registered by {_DATASETS[name].__name__}")
-        _DATASETS[name] = cls
-        return cls
-
-    return add
+    return _DATASETS.register(name)  # type: ignore[return-value]
 
 
 def list_datasets() -> list[str]:
@@ -88,8 +81,7 @@ def list_datasets() -> list[str]:
         >>> list_datasets()
         ['emoji', 'fashion-mnist', 'folder', 'hangul-fonts']
     """
-    _load_builtin_datasets()
-    return sorted(_DATASETS)
+    return _DATASETS.names()
 
 
 def get_builder(name: str) -> DatasetBuilder:
@@ -98,11 +90,7 @@ def get_builder(name: str) -> DatasetBuilder:
     Raises:
         ValueError: naming the unknown data set and the known ones.
     """
-    _load_builtin_datasets()
-    try:
-        return _DATASETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(sorted(_DATASETS))}") from None
+    return _DATASETS.get(name)()
 
 
 def load_dataset(
@@ -225,3 +213,6 @@ def _load_builtin_datasets() -> None:
     except ImportError as error:  # Pillow and fontTools come with the [train] extra
         message = f"pairsim's data sets need the [train] extra: pip install 'pairsim[train]' ({error})"
         raise ImportError(message) from error
+
+
+_DATASETS: Registry[type[DatasetBuilder]] = Registry("data set", _load_builtin_datasets)

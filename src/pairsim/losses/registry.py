@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pairsim.registry import Registry
+
 if TYPE_CHECKING:
     from pairsim.losses.base import PairLoss
 
-_LOSSES: dict[str, type[PairLoss]] = {}
+
+def _load_builtin_losses() -> None:
+    # Importing the package runs every built-in loss module's @register_loss.
+    import pairsim.losses  # noqa: F401
+
+
+_LOSSES: Registry[type[PairLoss]] = Registry("loss", _load_builtin_losses, plural="losses")
 LossT = TypeVar("LossT", bound="type[PairLoss]")
 
 
@@ -18,14 +26,7 @@ def register_loss(name: str) -> Callable[[LossT], LossT]:
     Raises:
         ValueError: if ``name`` is already taken.
     """
-
-    def add(cls: LossT) -> LossT:
-        if name in _LOSSES:
-            raise ValueError(f"loss {name!r} is already registered by {_LOSSES[name].__name__}")
-        _LOSSES[name] = cls
-        return cls
-
-    return add
+    return _LOSSES.register(name)  # type: ignore[return-value]
 
 
 def list_losses() -> list[str]:
@@ -35,8 +36,7 @@ def list_losses() -> list[str]:
         >>> "circle" in list_losses()
         True
     """
-    _load_builtin_losses()
-    return sorted(_LOSSES)
+    return _LOSSES.names()
 
 
 def get_loss_class(name: str) -> type[PairLoss]:
@@ -45,11 +45,7 @@ def get_loss_class(name: str) -> type[PairLoss]:
     Raises:
         ValueError: naming the unknown loss and the known ones.
     """
-    _load_builtin_losses()
-    try:
-        return _LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(_LOSSES))}") from None
+    return _LOSSES.get(name)
 
 
 def create_loss(name: str, **kwargs: Any) -> PairLoss:
@@ -61,8 +57,3 @@ def create_loss(name: str, **kwargs: Any) -> PairLoss:
         'CircleLoss'
     """
     return get_loss_class(name)(**kwargs)
-
-
-def _load_builtin_losses() -> None:
-    # Importing the package runs every built-in loss module's @register_loss.
-    import pairsim.losses  # noqa: F401

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pairsim.models.embedding import EmbeddingModel
+from pairsim.registry import Registry
 
 
 class ModelFactory(Protocol):
@@ -14,7 +15,12 @@ class ModelFactory(Protocol):
     def __call__(self, embedding_dim: int, in_channels: int, pretrained: bool) -> EmbeddingModel: ...
 
 
-_MODELS: dict[str, ModelFactory] = {}
+def _load_builtin_models() -> None:
+    # Importing the package runs every built-in model module's @register_model.
+    import pairsim.models  # noqa: F401
+
+
+_MODELS: Registry[ModelFactory] = Registry("model", _load_builtin_models)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -23,14 +29,7 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     Raises:
         ValueError: if ``name`` is already taken.
     """
-
-    def add(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = factory
-        return factory
-
-    return add
+    return _MODELS.register(name)
 
 
 def list_models() -> list[str]:
@@ -40,8 +39,7 @@ def list_models() -> list[str]:
         >>> list_models()
         ['efficientnet-lite0', 'small-cnn']
     """
-    _load_builtin_models()
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def create_model(name: str, embedding_dim: int = 128, in_channels: int = 3, pretrained: bool = False) -> EmbeddingModel:
@@ -62,16 +60,9 @@ def create_model(name: str, embedding_dim: int = 128, in_channels: int = 3, pret
         >>> model(torch.rand(2, 1, 28, 28)).shape
         torch.Size([2, 16])
     """
-    _load_builtin_models()
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_MODELS))}")
+    factory = _MODELS.get(name)
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-    return _MODELS[name](embedding_dim=embedding_dim, in_channels=in_channels, pretrained=pretrained)
-
-
-def _load_builtin_models() -> None:
-    # Importing the package runs every built-in model module's @register_model.
-    import pairsim.models  # noqa: F401
+    return factory(embedding_dim=embedding_dim, in_channels=in_channels, pretrained=pretrained)
