@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch from the local wheel; must come before the project so nothing pulls CUDA builds.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[faiss,train,serve,dev]"
+	$(PY) -m pip install --quiet -e ".[fast,faiss,train,serve,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
