@@ -95,3 +95,14 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 def test_negative_step_is_rejected() -> None:
     with pytest.raises(ValueError, match="step"):
         PKSampler(make_labels(), 2, 2).batch(-1)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_together_draw_the_one_process_batch_of_p_times_world_size_classes(world_size: int) -> None:
+    labels = make_labels(num_classes=25, per_class=6)
+    ranks = [PKSampler(labels, 2, 3, seed=7, rank=r, world_size=world_size) for r in range(world_size)]
+    single = PKSampler(labels, 2 * world_size, 3, seed=7)
+    assert len(single) == len(ranks[0])
+    for step in range(3 * len(single)):  # three epochs
+        together = np.concatenate([s.batch(step) for s in ranks])
+        assert np.array_equal(together, single.batch(step))

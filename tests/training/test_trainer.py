@@ -87,6 +87,26 @@ def test_every_registered_loss_trains_in_each_paradigm(tmp_path: Path, name: str
         assert any(not torch.equal(a, b) for a, b in zip(proxies_before, trainer.loss_fn.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("name", ["circle", "cosface", "arcface", "softmax"])
+def test_partial_fc_sampling_trains_with_sharded_proxies_in_one_process(tmp_path: Path, name: str) -> None:
+    train = synthetic_images(12, 4, seed=0)
+    overrides = ["steps=3", "eval_every=0", f"loss.name={name}", "loss.class_level=true", "loss.params={}"]
+    trainer = Trainer(tiny_config(tmp_path, *overrides, "loss.sample_ratio=0.5"), train, None, False)
+    assert type(trainer.loss_fn).__name__ == "ShardedProxyLoss" and trainer.pair_loss is None
+    before = trainer.loss_fn.proxies.detach().clone()
+    trainer.run()
+    after = trainer.loss_fn.proxies.detach()
+    changed = (before != after).any(dim=1)
+    assert 0 < int(changed.sum()) <= 12  # batches' classes and sampled negatives move
+    record = read_metrics(tmp_path / "metrics.jsonl", "train")[-1]
+    assert torch.isfinite(torch.tensor(record["loss"])) and "sp_mean" not in record
+
+
+def test_sample_ratio_needs_class_proxies(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs loss.class_level"):
+        Trainer(tiny_config(tmp_path, "loss.sample_ratio=0.5"), synthetic_images(8, 4), None, False)
+
+
 def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
     train = synthetic_images(8, 4, seed=0)
     Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0"), train, None, False).run()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from pairsim.cli import demo, evaluate, index, search, serve, train
+from pairsim.cli import consolidate, demo, evaluate, index, search, serve, train
 
 # Each command module exposes ``register(subparsers)``, which adds its parser and sets
 # ``func`` (parsed args -> exit code); new commands are added to this tuple.
-COMMANDS = (demo, train, evaluate, index, search, serve)
+COMMANDS = (demo, train, consolidate, evaluate, index, search, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,12 @@
-"""``pairsim train CONFIG.yaml [--set key=value ...] [--resume]``: train an embedding model."""
+"""``pairsim train CONFIG.yaml [--set key=value ...] [--resume]``: train an embedding model.
+
+Multi-process: ``torchrun --nproc-per-node N -m pairsim train CONFIG.yaml`` (gloo on CPU, NCCL on GPUs).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from pairsim.training.config import load_config
@@ -31,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     result = train(config, resume=args.resume, progress=args.progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports for all
     print(f"trained {result.steps} steps in {result.seconds:.0f} s; run directory {result.out_dir}")
     if result.final_eval is not None:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in result.final_eval.items())

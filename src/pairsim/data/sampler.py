@@ -18,7 +18,9 @@ class PKSampler:
     An epoch visits every class with at least ``min_per_class`` samples once, in an order shuffled by
     ``(seed, epoch)``; consecutive groups of ``P`` classes make the global batches of the epoch, and
     global batch ``g`` goes to rank ``g % world_size``. Within a class, ``K`` samples are drawn without
-    replacement (with replacement when the class has fewer than ``K``). Batch ``step`` of a rank is
+    replacement (with replacement when the class has fewer than ``K``), seeded by the class's position
+    in the epoch: at every step, the ranks' batches together are exactly the batch of one process
+    with ``P * world_size`` classes. Batch ``step`` of a rank is
     therefore a pure function of ``(seed, step, rank, world_size)``: resuming is restarting at a step,
     and the ranks' batches are disjoint.
 
@@ -86,10 +88,12 @@ class PKSampler:
             raise ValueError(f"step must be >= 0, got {step}")
         epoch, within = divmod(step, self.batches_per_epoch)
         g = within * self.world_size + self.rank  # global batch number within the epoch
-        class_slots = self._class_order(epoch)[g * self.P : (g + 1) * self.P]
-        rng = np.random.default_rng([self.seed, epoch, g, 1])
+        first = g * self.P  # position of the batch's first class in the epoch's order
         picks = []
-        for slot in class_slots:
+        for position, slot in enumerate(self._class_order(epoch)[first : first + self.P], start=first):
+            # Seeded by the class's position in the epoch, not by the batch: the union of the ranks'
+            # batches at a step is then the 1-process batch of P * world_size classes, sample for sample.
+            rng = np.random.default_rng([self.seed, epoch, position, 1])
             members = self.members[slot]
             picks.append(rng.choice(members, size=self.K, replace=len(members) < self.K))
         return np.concatenate(picks).astype(np.int64)

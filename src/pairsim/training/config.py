@@ -54,11 +54,14 @@ class LossConfig:
         class_level: score against learnable class proxies (one per training class) instead of the batch.
         params: the loss's own constructor arguments, e.g. ``{"m": 0.4, "gamma": 80}`` or
             ``{"margin": 0.1, "mining": "batch_hard"}``.
+        sample_ratio: class-level only: the share of negative classes scored per step (Partial FC);
+            1.0, the default, is the exact loss.
     """
 
     name: str = "circle"
     class_level: bool = False
     params: dict[str, float | str] = field(default_factory=lambda: {"m": 0.4, "gamma": 80.0})
+    sample_ratio: float = 1.0
 
 
 @dataclass(frozen=True)

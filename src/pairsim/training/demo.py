@@ -62,7 +62,8 @@ def final_pairs(trainer: Trainer, image_set: ImageSet, use_loss: bool, seed: int
         index = sampler.batch(step)
         embeddings = embed_images(trainer.model, image_set.images[index])
         labels = torch.from_numpy(image_set.labels[index].astype(np.int64))
-        pairs = trainer.loss_fn.make_pairs(embeddings, labels, None, None) if use_loss else None
+        loss = trainer.pair_loss if use_loss else None
+        pairs = loss.make_pairs(embeddings, labels, None, None) if loss is not None else None
         s_n, s_p = hardest_pairs(pairs if pairs is not None else batch_pairs(embeddings, labels))
         s_n_all.append(s_n.numpy())
         s_p_all.append(s_p.numpy())

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from pairsim.data.base import ImageSet
 from pairsim.training.config import TrainConfig
+from pairsim.training.parallel import Parallel, parallel_from_env, process_group
 from pairsim.training.trainer import Trainer, TrainResult
 
 
-def load_run_data(config: TrainConfig, progress: bool = True) -> tuple[ImageSet, ImageSet | None]:
+def load_run_data(
+    config: TrainConfig, progress: bool = True, parallel: Parallel | None = None
+) -> tuple[ImageSet, ImageSet | None]:
     """The training split and the held-out evaluation set named by ``config.data``.
 
-    The evaluation set is ``None`` when ``config.eval_every == 0`` (no evaluation).
+    The evaluation set is ``None`` when ``config.eval_every == 0`` (no evaluation). With several
+    ranks, rank 0 builds (and caches) the data first; the others then read the cache.
     """
+    parallel = Parallel() if parallel is None else parallel
+    if not parallel.is_main:
+        parallel.barrier()  # rank 0 is building the caches
+    try:
+        return _load_run_data(config, progress and parallel.is_main)
+    finally:
+        if parallel.is_main:
+            parallel.barrier()
+
+
+def _load_run_data(config: TrainConfig, progress: bool) -> tuple[ImageSet, ImageSet | None]:
     from pairsim.data import load_dataset
 
     data = config.data
@@ -32,9 +47,14 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> tuple[ImageSet,
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Load the data sets of ``config`` and train (continuing from ``last.pt`` when ``resume``)."""
-    train_set, eval_set = load_run_data(config, progress)
-    return Trainer(config, train_set, eval_set, progress=progress).run(resume=resume)
+    """Load the data sets of ``config`` and train (continuing from ``last.pt`` when ``resume``).
+
+    Under torchrun the process joins the run's process group first (gloo on CPU, NCCL on GPUs) and
+    leaves it at the end; see :mod:`pairsim.training.parallel`.
+    """
+    with process_group(parallel_from_env()) as parallel:
+        train_set, eval_set = load_run_data(config, progress, parallel)
+        return Trainer(config, train_set, eval_set, progress=progress, parallel=parallel).run(resume=resume)
 
 
 def first_classes(image_set: ImageSet, num_classes: int | None) -> ImageSet:

@@ -11,17 +11,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from pairsim.data.base import ImageSet
 from pairsim.data.sampler import PKSampler
 from pairsim.data.transforms import build_augmentation, to_float
-from pairsim.losses import PairLoss, create_loss
+from pairsim.distributed import GlobalPairLoss
+from pairsim.losses import PairLoss
 from pairsim.models import EmbeddingModel, create_model
 from pairsim.training.checkpoint import load_checkpoint, model_spec, save_atomic
 from pairsim.training.config import TrainConfig, dump_config, from_dict, to_dict
 from pairsim.training.diagnostics import similarity_diagnostics
 from pairsim.training.evaluate import evaluate_model
+from pairsim.training.loss_setup import build_loss
 from pairsim.training.metrics_log import MetricsLog
+from pairsim.training.parallel import Parallel
+from pairsim.training.rank_checkpoint import load_collective, save_collective
 
 BEST_METRIC = "precision_at_1"
 
@@ -70,29 +75,56 @@ class Trainer:
     The trainer never looks at the loss's name: class-level losses are created with one proxy per
     training class, and whatever parameters the loss holds get ``optim.proxy_lr``.
 
+    With several ranks (``parallel``, from torchrun) the model is wrapped in DDP, every rank draws its
+    own P-K batch (together: the 1-process batch of ``P x world_size`` classes), pair-wise losses see
+    the global batch and class proxies are sharded (:func:`build_loss`); rank 0 logs and evaluates,
+    and checkpoints are written collectively (:mod:`pairsim.training.rank_checkpoint`).
+
     Args:
-        config: the run configuration.
+        config: the run configuration (``sampler.classes_per_batch`` is per rank).
         train_set: training images and labels.
         eval_set: held-out classes for the periodic evaluation (``None``: no evaluation).
-        progress: show a progress bar.
+        progress: show a progress bar (rank 0 only).
+        parallel: this process's place in the run; the process group must be initialised.
     """
 
     def __init__(
-        self, config: TrainConfig, train_set: ImageSet, eval_set: ImageSet | None = None, progress: bool = True
+        self,
+        config: TrainConfig,
+        train_set: ImageSet,
+        eval_set: ImageSet | None = None,
+        progress: bool = True,
+        parallel: Parallel | None = None,
     ) -> None:
         if config.threads:
             torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed)
-        self.config, self.train_set, self.eval_set, self.progress = config, train_set, eval_set, progress
-        self.out_dir = Path(config.out_dir)
+        torch.manual_seed(config.seed)  # the same initial model on every rank
+        self.parallel = parallel = Parallel() if parallel is None else parallel
+        self.config, self.train_set, self.eval_set = config, train_set, eval_set
+        self.progress = progress and parallel.is_main
+        self.out_dir, self.device = Path(config.out_dir), parallel.device
         channels, side = train_set.images.shape[1], train_set.images.shape[-1]
         self.model: EmbeddingModel = create_model(
             config.model.name, config.model.embedding_dim, channels, config.model.pretrained
         )
         self.model.preprocessing = dataclasses.replace(self.model.preprocessing, image_size=side)
-        self.loss_fn: PairLoss = self._make_loss()
+        self.model.to(self.device)
+        self.loss_fn: nn.Module = build_loss(config, train_set.num_classes, self.model.embedding_dim, parallel)
+        self.loss_fn.to(self.device)
+        self.forward_model: nn.Module = self.model
+        if parallel.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [parallel.local_rank] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+            torch.manual_seed(config.seed * 1_000_003 + parallel.rank)  # the ranks' augmentations differ
         self.sampler = PKSampler(
-            train_set.labels, config.sampler.classes_per_batch, config.sampler.samples_per_class, seed=config.seed
+            train_set.labels,
+            config.sampler.classes_per_batch,
+            config.sampler.samples_per_class,
+            seed=config.seed,
+            rank=parallel.rank,
+            world_size=parallel.world_size,
         )
         self.augment = build_augmentation(config.augment)
         self.images = torch.from_numpy(train_set.images)  # (N, C, H, W) uint8, shared with the numpy array
@@ -101,14 +133,6 @@ class Trainer:
         self.step = 0
         self.best: float | None = None
         self.eval_every = len(self.sampler) if config.eval_every is None else config.eval_every
-
-    def _make_loss(self) -> PairLoss:
-        cfg = self.config.loss
-        if cfg.class_level:
-            return create_loss(
-                cfg.name, num_classes=self.train_set.num_classes, embedding_dim=self.model.embedding_dim, **cfg.params
-            )
-        return create_loss(cfg.name, **cfg.params)
 
     def _param_groups(self) -> list[dict[str, Any]]:
         opt = self.config.optim
@@ -135,6 +159,7 @@ class Trainer:
             "loss": self.loss_fn.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "best": self.best,
             "config": to_dict(self.config),
             "model_spec": model_spec(self.config.model.name, self.model),
@@ -144,15 +169,20 @@ class Trainer:
         """Restore :meth:`state_dict`; the saved config must match this one except for ``steps``.
 
         Raises:
-            ValueError: if the checkpoint comes from a different configuration.
+            ValueError: if the checkpoint comes from a different configuration, or holds no
+                optimiser state (a consolidated checkpoint).
         """
         saved = dataclasses.replace(from_dict(TrainConfig, state["config"]), steps=self.config.steps)
         if saved != self.config:
             raise ValueError("the checkpoint was written with a different configuration; resume with the same one")
+        if "optimizer" not in state:
+            raise ValueError("the checkpoint holds no optimiser state (consolidated?): it cannot be resumed")
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step, self.best = int(state["step"]), state["best"]
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -162,56 +192,101 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["peak_lr"] * factor
         index = torch.from_numpy(self.sampler.batch(step))
-        x = self.augment(to_float(self.images[index]))  # (B, C, H, W) in [0, 1]
-        labels = self.labels[index]  # (B,)
-        embeddings = self.model(x)  # (B, D)
-        loss = self.loss_fn(embeddings, labels)
+        x = self.augment(to_float(self.images[index].to(self.device)))  # (B, C, H, W) in [0, 1]
+        labels = self.labels[index].to(self.device)  # (B,)
+        embeddings = self.forward_model(x)  # (B, D)
+        loss = self.loss_fn(embeddings, labels)  # the global batch's loss when distributed
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        return {"loss": float(loss.detach()), "lr": opt.lr * factor, **self._diagnostics(embeddings, labels)}
+
+    @property
+    def pair_loss(self) -> PairLoss | None:
+        """The loss as a :class:`PairLoss` (its pairs: the local batch, or all proxies); ``None`` when
+        the proxies are sharded, whose ``(B, C / W)`` similarities are the matrix sharding avoids."""
+        loss = self.loss_fn.loss if isinstance(self.loss_fn, GlobalPairLoss) else self.loss_fn
+        return loss if isinstance(loss, PairLoss) else None
+
+    def _diagnostics(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        loss = self.pair_loss
+        if loss is None:
+            return {}
         with torch.no_grad():
-            pairs = self.loss_fn.make_pairs(embeddings.detach(), labels, None, None)
-            record = similarity_diagnostics(pairs, self.config.diagnostic_m)
-        return {"loss": float(loss.detach()), "lr": opt.lr * factor, **record}
+            pairs = loss.make_pairs(embeddings.detach(), labels, None, None)
+            return similarity_diagnostics(pairs, self.config.diagnostic_m)
 
     def evaluate(self) -> dict[str, float] | None:
-        """Held-out metrics of the current model (``None`` without an evaluation set)."""
-        if self.eval_set is None:
-            return None
-        return evaluate_model(self.model, self.eval_set, self.config.eval_batch_size)
+        """Held-out metrics of the current model (``None`` without an evaluation set), on every rank.
+
+        Rank 0 evaluates; the others wait and receive its result, so all take the same decisions.
+        """
+        metrics = None
+        if self.eval_set is not None and self.parallel.is_main:
+            metrics = evaluate_model(self.model, self.eval_set, self.config.eval_batch_size)
+        return self.parallel.broadcast(metrics) if self.eval_set is not None else None
+
+    def save(self, path: Path) -> None:
+        """Write the state to ``path`` atomically (collectively, with a file per rank, when distributed)."""
+        if not self.parallel.distributed:
+            save_atomic(self.state_dict(), path)
+            return
+        state = self.state_dict()
+        summary = {key: state.pop(key) for key in ("model", "model_spec", "config", "best")}
+        save_collective(state, {**summary, "step": self.step}, path, self.parallel)
+
+    def load(self, path: Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        if not self.parallel.distributed:
+            state = load_checkpoint(path)
+            if "rank_files" in state:
+                raise ValueError(
+                    f"{path} was written by {state['world_size']} processes and this run has 1: "
+                    f"resume with torchrun --nproc-per-node {state['world_size']}"
+                )
+            self.load_state_dict(state)
+            return
+        summary, state = load_collective(path, self.parallel)
+        self.load_state_dict({**state, **summary})
 
     def run(self, resume: bool = False) -> TrainResult:
         """Train to ``config.steps``, continuing from ``last.pt`` when ``resume`` and it exists."""
         last, best_path = self.out_dir / "last.pt", self.out_dir / "best.pt"
+        main = self.parallel.is_main
         if resume and last.exists():
-            self.load_state_dict(load_checkpoint(last))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(self.config, self.out_dir / "config.yaml")
-        log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if resume else None)
+            self.load(last)
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(self.config, self.out_dir / "config.yaml")
+        log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if resume else None) if main else None
         bar = _progress_bar(self.config.steps, self.step, self.progress)
         started, final_eval = time.perf_counter(), None
+        global_batch = self.sampler.batch_size * self.parallel.world_size
         try:
             while self.step < self.config.steps:
                 tick = time.perf_counter()
                 record = self.train_step(self.step)
                 self.step += 1
-                record["images_per_s"] = self.sampler.batch_size / (time.perf_counter() - tick)
-                log.write("train", self.step, record)
+                record["images_per_s"] = global_batch / (time.perf_counter() - tick)
+                if log is not None:
+                    log.write("train", self.step, record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
                 due = self.eval_every > 0 and self.step % self.eval_every == 0
                 if due or self.step == self.config.steps:
                     final_eval = self.evaluate()
                     if final_eval is not None:
-                        log.write("eval", self.step, final_eval)
+                        if log is not None:
+                            log.write("eval", self.step, final_eval)
                         if self.best is None or final_eval[BEST_METRIC] > self.best:
                             self.best = final_eval[BEST_METRIC]
-                            save_atomic(self.state_dict(), best_path)
+                            self.save(best_path)
                 if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
-                    save_atomic(self.state_dict(), last)
+                    self.save(last)
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
         return TrainResult(
             out_dir=self.out_dir,
             steps=self.step,
