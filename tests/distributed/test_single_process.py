@@ -107,6 +107,21 @@ def test_sampling_keeps_positives_and_scores_only_kept_classes() -> None:
     assert set(touched.nonzero()[:, 0].tolist()) <= set(keep.tolist())
 
 
+def test_a_restored_state_draws_the_same_classes_as_the_uninterrupted_run() -> None:
+    sharded = create_sharded_loss("circle", 50, 4, sample_ratio=0.2, seed=1)
+    y = torch.tensor([3, 30])
+    sharded.scored_classes(y)  # one step done before the checkpoint
+    saved = sharded.state_dict()
+    ahead = [sharded.scored_classes(y)[0] for _ in range(3)]
+    resumed = create_sharded_loss("circle", 50, 4, sample_ratio=0.2, seed=1)
+    resumed.load_state_dict(saved)
+    again = [resumed.scored_classes(y)[0] for _ in range(3)]
+    assert all(a is not None and b is not None and torch.equal(a, b) for a, b in zip(ahead, again, strict=True))
+    assert not torch.equal(ahead[0], ahead[1])  # the draws do change from step to step
+    with pytest.raises(ValueError, match="does not match"):
+        create_sharded_loss("circle", 50, 4, shard=(0, 25)).load_state_dict(saved)
+
+
 def test_sample_classes_is_sorted_and_capped() -> None:
     gen = torch.Generator().manual_seed(0)
     keep = sample_classes(torch.tensor([1, 4, 6]), 8, 2, gen)

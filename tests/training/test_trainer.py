@@ -103,7 +103,7 @@ def test_partial_fc_sampling_trains_with_sharded_proxies_in_one_process(tmp_path
 
 
 def test_sample_ratio_needs_class_proxies(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="needs loss.class_level"):
+    with pytest.raises(ValueError, match=r"needs loss\.class_level"):
         Trainer(tiny_config(tmp_path, "loss.sample_ratio=0.5"), synthetic_images(8, 4), None, False)
 
 

@@ -209,14 +209,25 @@ class ShardedProxyLoss(nn.Module):
         """This rank's shard (a detached view of the proxies)."""
         return ProxyShard(self.start, self.stop, self.num_classes, self.proxies.detach())
 
-    def get_extra_state(self) -> dict[str, int]:
-        return {"start": self.start, "stop": self.stop, "num_classes": self.num_classes}
+    def get_extra_state(self) -> dict[str, Any]:
+        # The sampler's state too: a resumed run then draws the same negative classes as an uninterrupted one.
+        return {
+            "start": self.start,
+            "stop": self.stop,
+            "num_classes": self.num_classes,
+            "sampler": self.sampler.get_state(),
+        }
 
-    def set_extra_state(self, state: dict[str, int]) -> None:
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         # Resuming needs the same sharding (same world size and sizes): the rows would mean other classes.
-        mine = self.get_extra_state()
-        if {k: int(v) for k, v in state.items()} != mine:
-            raise ValueError(f"checkpoint shard {state} does not match this rank's shard {mine}")
+        keys = ("start", "stop", "num_classes")
+        mine, theirs = {k: getattr(self, k) for k in keys}, {k: int(state[k]) for k in keys}
+        if theirs != mine:
+            raise ValueError(f"checkpoint shard {theirs} does not match this rank's shard {mine}")
+        if "sampler" in state:
+            if self.sampler.device != self.proxies.device:
+                self.sampler = torch.Generator(device=self.proxies.device)
+            self.sampler.set_state(state["sampler"].cpu())
 
     def extra_repr(self) -> str:
         return (
