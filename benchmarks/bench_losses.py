@@ -4,12 +4,20 @@ Each configuration is measured in a fresh subprocess with ``torch.set_num_thread
 forward + backward time (median of ``--repeats`` after ``--warmup`` calls) and peak extra memory
 (peak resident set size during one call, minus the resident size just before it; the peak is reset
 through ``/proc/self/clear_refs``). Bare GEMMs give the floor: ``(B x D)(D x C)`` forward and
-backward for class-level losses, the three ``B x B x D`` GEMMs of a pair-wise loss.
+backward for class-level losses, the three ``B x B x D`` GEMMs of a pair-wise loss; ``gemm`` is torch's
+``@`` (MKL), ``gemm-onednn`` the same GEMMs through oneDNN, as the Circle fast path runs them on CPU
+(:func:`pairsim.functional.circle_kernels.matmul_nt`).
+
+Pair-wise rows make one small call (B = 8) before the measured ones, for every implementation: it
+loads what a process loads once (numba's compiled kernels, ~50 MiB and ~0.4 s), which is not memory
+a training step needs.
 
     python benchmarks/bench_losses.py                 # everything (the lead runs this on a quiet machine)
     python benchmarks/bench_losses.py --quick --only circle-pair,gemm-pair
+    python benchmarks/bench_losses.py --only circle-pair,gemm-pair --out benchmarks/results/bench_losses-pair
 
-Results go to ``benchmarks/results/bench_losses[-quick].{json,md}`` with the exact command line.
+Results go to ``benchmarks/results/bench_losses[-quick].{json,md}`` (or the ``--out`` stem) with the exact command
+line.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ K = 4  # samples per class in pair-wise batches (P-K sampling)
 @dataclass(frozen=True)
 class Config:
     group: str
-    impl: str  # pairsim | pairsim-plain | pml | gemm
+    impl: str  # pairsim | pairsim-plain | pml | gemm | gemm-onednn
     batch: int
     classes: int = 0  # class-level only
     params: dict[str, float] = field(default_factory=dict)
@@ -55,7 +63,7 @@ def configs(quick: bool, only: list[str]) -> list[Config]:
     for b in pair_sizes:
         for impl in ["pairsim", "pairsim-plain", "pml"]:
             out.append(Config("circle-pair", impl, b, params={"m": 0.4, "gamma": 80.0}))
-        out.append(Config("gemm-pair", "gemm", b))
+        out += [Config("gemm-pair", impl, b) for impl in ["gemm", "gemm-onednn"]]
     for c in class_sizes:
         # The plain path at C = 1e6 needs ~10 GB: measured on request only (--with-plain-1e6).
         impls = ["pairsim", "pairsim-plain"] if c < 1_000_000 else ["pairsim"]
@@ -90,8 +98,8 @@ def _build(cfg: Config) -> Callable[[], None]:
     torch.manual_seed(0)
     x = torch.randn(cfg.batch, D, requires_grad=True)
     labels = torch.randint(0, cfg.classes, (cfg.batch,)) if cfg.classes else torch.arange(cfg.batch) // K
-    if cfg.impl == "gemm":
-        return _gemm(cfg, x.detach())
+    if cfg.impl in ("gemm", "gemm-onednn"):
+        return _gemm(cfg, x.detach(), onednn=cfg.impl == "gemm-onednn")
     p = cfg.params
     loss: torch.nn.Module
     if cfg.impl == "pml":
@@ -124,12 +132,28 @@ def _build(cfg: Config) -> Callable[[], None]:
         x.grad = None
         loss.zero_grad(set_to_none=True)
 
+    if cfg.group == "circle-pair":  # one small call first: what a process loads once (see the docstring)
+        small = x[:8].detach().requires_grad_(True)
+        loss(small, labels[:8]).backward()
     return step
 
 
-def _gemm(cfg: Config, x: Any) -> Callable[[], None]:
+def _gemm(cfg: Config, x: Any, onednn: bool) -> Callable[[], None]:
     import torch
 
+    if onednn:
+        from pairsim.functional.circle_kernels import matmul_nt
+
+        if cfg.classes:
+            raise ValueError("gemm-onednn is measured for the pair-wise GEMMs only")
+        g = torch.randn(cfg.batch, cfg.batch)
+
+        def step_onednn() -> None:
+            _ = matmul_nt(x, x)  # (B, B) similarities
+            _ = matmul_nt(g, x.T)  # gradient wrt the anchors
+            _ = matmul_nt(g.T, x.T)  # gradient wrt the references
+
+        return step_onednn
     if cfg.classes:
         w = torch.randn(cfg.classes, D, requires_grad=True)
         xg = x.clone().requires_grad_(True)
@@ -192,6 +216,19 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Machine: {meta['cpu']}, torch {meta['torch']}, 2 threads; {meta['date']}.",
         "Time: forward + backward, median of repeats (ms). Memory: peak RSS during one call minus RSS before it.",
+    ]
+    groups = {r["group"] for r in rows}
+    if "circle-pair" in groups:
+        lines.append(
+            "Pair-wise rows: one small call (B = 8) per implementation before the measured ones, for what a process"
+            " loads once (numba's compiled kernels)."
+        )
+    if groups & {"gemm-pair", "gemm-class"}:
+        lines.append(
+            "gemm: torch's `@` (MKL); gemm-onednn: the same GEMMs through oneDNN, as pairsim's Circle fast path"
+            " runs them (`circle_kernels.matmul_nt`)."
+        )
+    lines += [
         "",
         "| config | impl | median ms | min ms | peak extra MiB | PML / this (time) | PML / this (memory) |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -212,7 +249,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help=f"comma-separated groups of {','.join(GROUPS)}")
-    parser.add_argument("--impl", default="", help="comma-separated implementations (pairsim,pairsim-plain,pml,gemm)")
+    parser.add_argument(
+        "--impl", default="", help="comma-separated implementations (pairsim,pairsim-plain,pml,gemm,gemm-onednn)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats, for trial runs")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)

@@ -9,6 +9,7 @@ from tests.reference.circle import anchor_pairs, circle_reference, frozen_alpha_
 from torch import Tensor
 
 from pairsim import CircleLoss, create_loss
+from pairsim.functional import circle_kernels
 from pairsim.losses.circle_loss import FAST_PATH_MIN_PAIRS
 
 PATHS = [False, True]
@@ -147,15 +148,49 @@ def test_gamma_1024_in_half_precision(fast: bool, class_level: bool, dtype: torc
     torch.testing.assert_close(half.grad.float(), single.grad, rtol=2e-2, atol=scale * 1e-2)
 
 
-def test_dispatch_rule() -> None:
+def test_dispatch_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(4, 3)
     assert CircleLoss(num_classes=3, embedding_dim=3).uses_fast_path(x)
     assert not CircleLoss(fast_path=False, num_classes=3, embedding_dim=3).uses_fast_path(x)
     assert CircleLoss(fast_path=True).uses_fast_path(x)
     big = torch.randn(int(FAST_PATH_MIN_PAIRS**0.5) + 1, 3)
-    assert CircleLoss().uses_fast_path(big)
-    if FAST_PATH_MIN_PAIRS > 1:
-        assert not CircleLoss().uses_fast_path(torch.randn(1, 3))
+    small, small_refs = torch.randn(2, 3), torch.randn(3, 3)
+    # The fused kernels (float32 on CPU, against the batch itself, one block) take any batch size.
+    assert CircleLoss().uses_fast_path(small) == circle_kernels.kernels_usable(small)
+    assert CircleLoss().fused_kernels_apply(small) == circle_kernels.AVAILABLE
+    assert not CircleLoss(block_size=1).fused_kernels_apply(small)
+    assert not CircleLoss().fused_kernels_apply(torch.randn(1, 3))  # no pairs: plain path
+    assert not CircleLoss(num_classes=3, embedding_dim=3).fused_kernels_apply(small)
+    # Otherwise the fast path's torch code takes batches of FAST_PATH_MIN_PAIRS pairs and more.
+    monkeypatch.setattr(circle_kernels, "ENABLED", False)
+    for x_big in (big, big.double()):
+        assert CircleLoss().uses_fast_path(x_big)
+    assert FAST_PATH_MIN_PAIRS > 2 * 3
+    for x_small, refs in ((small, None), (small.double(), None), (small, small_refs)):
+        assert not CircleLoss().uses_fast_path(x_small, refs)
+    monkeypatch.setattr(circle_kernels, "ENABLED", True)
+    assert not CircleLoss().uses_fast_path(small.double())
+    assert not CircleLoss().uses_fast_path(small, small_refs)
+
+
+@pytest.mark.parametrize("batch", [2, 5, 64])
+def test_small_batches_through_the_fused_kernels_match_the_plain_path(batch: int) -> None:
+    """The fused kernels take small float32 batches too (no threshold): same loss and gradient."""
+    g = torch.Generator().manual_seed(batch)
+    x = torch.randn(batch, 16, generator=g)
+    labels = torch.arange(batch) // 2
+    values, grads = [], []
+    for fast in (None, False):
+        leaf = x.clone().requires_grad_(True)
+        loss = CircleLoss(m=0.4, gamma=80.0, fast_path=fast)
+        assert loss.uses_fast_path(leaf) == (fast is None and circle_kernels.AVAILABLE)
+        value = loss(leaf, labels)
+        value.backward()
+        assert leaf.grad is not None
+        values.append(value)
+        grads.append(leaf.grad)
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * grads[1].abs().max().item())
 
 
 def test_registry_and_validation() -> None:

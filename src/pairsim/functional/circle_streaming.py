@@ -6,6 +6,14 @@ of Eq. 6. The backward pass recomputes each block's similarities and applies Eq.
 memory is ``O(B x block)``, not ``O(B x M)``. When one block covers all references, the forward
 keeps its ``dL/ds`` instead, and against the batch itself the gradient is one GEMM, ``(G + G^T) X``.
 
+The batch against itself in one block, on CPU in float32 (the usual pair-wise training step), goes
+through the fused numba kernels of :mod:`pairsim.functional.circle_kernels` instead: the upper
+triangle of the similarities only, one pass for the forward and one for ``G + G^T``. The torch code
+below remains the path for everything else, and when numba is not installed. All GEMMs go through
+:func:`~pairsim.functional.circle_kernels.matmul_nt` (oneDNN where usable: twice as fast as MKL on
+this project's CPU). B = 1024, D = 512, 2 threads, forward + backward: 6.5 ms with the kernels,
+7.7 ms with the torch code (10.3 and 11.7 ms with MKL's GEMMs).
+
 With the paper's reduced parameters the exponents are squares (Eq. 9-10): ``gamma (u^2 - m^2)``
 with ``u = max(s_n, -m)`` and ``gamma (v^2 - m^2)`` with ``v = max(1 - s_p, -m)``; ``-gamma m^2``
 leaves the logsumexp and the weights ``a_n = u + m``, ``a_p = v + m`` are reused. Positives are
@@ -20,6 +28,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from pairsim.functional import circle_kernels
 
 # Default blocks (measured, CPU time, D = 512): one while B x M <= 2**24, dL/ds kept, a GEMM less (B = 256, M = 8192:
 # 76 vs 110 ms); beyond, 2**19 // B references that stay in cache (C = 1e5: 1.2 s, 1.5 s with 2**24 // B).
@@ -44,6 +55,8 @@ def circle_loss_streaming(
     of :func:`batch_pairs` / :func:`proxy_pairs` (alphas detached), but holds at most a few
     ``(B, block_size)`` matrices and no normalised copy of the references. Half-precision inputs
     are scored in float32 (and so are the losses); gradients come back in the inputs' dtypes.
+    A CPU batch against itself in one block takes the fused kernels of :mod:`circle_kernels` when
+    :func:`~pairsim.functional.circle_kernels.kernels_usable` allows (float32 compute, finite inputs).
 
     Args:
         embeddings: ``(B, D)`` raw anchors.
@@ -79,10 +92,16 @@ def circle_loss_streaming(
         raise ValueError(f"references have dimension {references.shape[1]}, embeddings {embeddings.shape[1]}")
     size, rows = len(embeddings) if references is None else len(references), max(1, len(embeddings))
     if block_size is None:
-        block_size = size if rows * size <= SINGLE_BLOCK_ELEMENTS else max(1, BLOCK_ELEMENTS // rows)
+        block_size = max(1, size) if rows * size <= SINGLE_BLOCK_ELEMENTS else max(1, BLOCK_ELEMENTS // rows)
     if block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     block = max(1, min(block_size, size))
+    if references is None and block >= size >= 2 and circle_kernels.kernels_usable(embeddings):
+        x_norm = embeddings.detach().to(torch.float32).norm(dim=1)  # (B,)
+        # The kernels assume finite values; other inputs take the torch path (its results, whatever they are).
+        if bool(torch.isfinite(x_norm).all()):
+            losses, valid = _CircleSelfFused.apply(embeddings, x_norm, labels, float(m), float(gamma), eps)
+            return losses, valid
     losses, valid = _CircleStreaming.apply(
         embeddings, references, labels, ref_labels, class_level, float(m), float(gamma), block, eps
     )
@@ -129,7 +148,7 @@ class _Blocks:
         """``(B, n)`` cosine similarities; scaling the product, not the ``(n, D)`` block, saves a copy."""
         if rb is self.xh:
             return _gram(self.xh)
-        s = self.xh @ rb.T  # (B, n)
+        s = circle_kernels.matmul_nt(self.xh, rb)  # (B, n)
         return s if den is None else s.div_(den)
 
     def positives(self, lo: int, hi: int) -> tuple[Tensor, Tensor, Tensor | tuple[Tensor, Tensor]]:
@@ -162,16 +181,17 @@ class _Blocks:
 def _gram(x: Tensor) -> Tensor:
     """``x @ x.T``, computing the row bands on and right of the diagonal and mirroring the rest.
 
-    In bands of 256 rows (at most 8) this takes ~30% less CPU time than one GEMM at B = 1024-4096.
+    In bands of 256 rows (at most 8) this takes ~30% less CPU time than one GEMM at B = 1024-4096
+    (measured with MKL's GEMMs).
     """
     n = len(x)
     parts = max(1, min(8, n // 256))
     if parts == 1:
-        return x @ x.T
+        return circle_kernels.matmul_nt(x, x)
     out = torch.empty(n, n, dtype=x.dtype, device=x.device)
     edges = [n * k // parts for k in range(parts + 1)]
     for a, b in itertools.pairwise(edges):
-        torch.mm(x[a:b], x[a:].T, out=out[a:b, a:])  # (b - a, n - a)
+        circle_kernels.matmul_nt(x[a:b], x[a:], out=out[a:b, a:])  # (b - a, n - a)
         out[b:, a:b] = out[a:b, b:].T
     return out
 
@@ -273,17 +293,17 @@ class _CircleStreaming(torch.autograd.Function):
             if bk.refs is None:
                 if h is not None:
                     # G + G^T in one GEMM; G is a contiguous transpose (much cheaper than a strided add) + diag(gs) h.
-                    grad_xh = G.addcmul_(h, gs[:, None]) @ bk.xh
+                    grad_xh = circle_kernels.matmul_nt(G.addcmul_(h, gs[:, None]), bk.xh.T)
                 else:
-                    grad_xh.addmm_(G, rb)
-                    grad_xh[lo:hi].addmm_(G.T, bk.xh)
+                    circle_kernels.matmul_nt(G, rb.T, out=grad_xh, add=True)
+                    circle_kernels.matmul_nt(G.T, bk.xh.T, out=grad_xh[lo:hi], add=True)
                 continue
             assert den is not None
             G.div_(den)  # dL/ds / |r|: both GEMMs below then use the raw references
             if grad_refs is not None:
                 in_place = grad_refs.dtype == bk.dtype
                 out = grad_refs[lo:hi] if in_place else torch.empty_like(rb)
-                torch.mm(G.T, bk.xh, out=out)  # (n, D), dL/d r_hat / |r|
+                circle_kernels.matmul_nt(G.T, bk.xh.T, out=out)  # (n, D), dL/d r_hat / |r|
                 # Backward of r / max(|r|, eps): (g - r_hat (r_hat . g)) / |r| = out - r (r_hat . g) / |r|^2;
                 # r_hat . g = sum_b G_bj s_bj reads the (B, n) block rather than the (n, D) one.
                 coef = (G * s).sum(dim=0).div_(den) if s is not None else (rb * out).sum(dim=1).div_(den.square())
@@ -291,9 +311,45 @@ class _CircleStreaming(torch.autograd.Function):
                 if not in_place:
                     grad_refs[lo:hi] = out
             if need_x:
-                grad_xh.addmm_(G, rb)
+                circle_kernels.matmul_nt(G, rb.T, out=grad_xh, add=True)
         grad_x = None
         if need_x:
             radial_x = (bk.xh * grad_xh).sum(dim=1, keepdim=True).mul_((bk.x_norm > bk.eps)[:, None])
             grad_x = (grad_xh - bk.xh * radial_x).div_(bk.x_norm.clamp_min(bk.eps)[:, None]).to(bk.in_dtype)
         return grad_x, grad_refs, None, None, None, None, None, None, None
+
+
+class _CircleSelfFused(torch.autograd.Function):
+    """The batch against itself, in one block, with the fused kernels of :mod:`circle_kernels`.
+
+    Holds one ``(B, B)`` float32 matrix: the upper triangle of the similarities, which the backward
+    pass overwrites with ``W = G + G^T`` (then ``dL/dX_hat = W X_hat``, one GEMM). A second backward
+    (``retain_graph=True``) recomputes the similarities first.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, x_norm: Tensor, labels: Tensor, m: float, gamma: float, eps: float
+    ) -> tuple[Tensor, Tensor]:
+        xh = x.detach().to(torch.float32) / x_norm.clamp_min(eps)[:, None]  # (B, D)
+        sim = circle_kernels.gram_upper(xh)  # (B, B), upper triangle
+        losses, valid, stats = circle_kernels.circle_self_forward(sim, labels, m, gamma)
+        ctx.mark_non_differentiable(valid)
+        ctx.sim = sim if ctx.needs_input_grad[0] else None
+        ctx.in_dtype, ctx.m, ctx.gamma, ctx.eps = x.dtype, m, gamma, eps
+        ctx.save_for_backward(xh, x_norm, labels, stats)
+        return losses, valid
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_losses: Tensor, _grad_valid: Tensor | None) -> tuple[Tensor | None, ...]:
+        xh, x_norm, labels, stats = ctx.saved_tensors
+        sim = ctx.sim if ctx.sim is not None else circle_kernels.gram_upper(xh)
+        ctx.sim = None  # overwritten below
+        circle_kernels.circle_self_backward(sim, labels, ctx.m, ctx.gamma, stats, grad_losses)
+        grad_xh = circle_kernels.matmul_nt(sim, xh.T)  # (B, D), (G + G^T) X_hat
+        del sim
+        # Backward of x / max(|x|, eps): (g - x_hat (x_hat . g)) / |x|, the radial part only where |x| > eps.
+        radial = torch.linalg.vecdot(xh, grad_xh).mul_(x_norm > ctx.eps)  # (B,)
+        grad_x = grad_xh.addcmul_(xh, radial[:, None], value=-1.0).div_(x_norm.clamp_min(ctx.eps)[:, None])
+        return grad_x.to(ctx.in_dtype), None, None, None, None, None

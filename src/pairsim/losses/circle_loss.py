@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from pairsim.functional import circle_kernels
 from pairsim.functional.circle import circle_loss
 from pairsim.functional.circle_streaming import circle_loss_streaming
 from pairsim.functional.pairs import Pairs
@@ -11,11 +12,13 @@ from pairsim.functional.reductions import mean_over_valid
 from pairsim.losses.base import PairLoss, check_margin, check_positive
 from pairsim.losses.registry import register_loss
 
-# Pair-wise batches from this many anchor-reference pairs take the fast path. Measured on the 2-core CPU
-# of this project, D = 512, forward + backward, interleaved runs (min of 30-40, machine shared): the paths
-# tie at B = 64 (0.95 ms); below, the plain path's fewer Python-level steps win (B = 32: 0.61 vs 0.77 ms);
-# above, the fast path does (B = 96: 1.11 vs 1.24 ms; B = 256: 2.3 vs 2.9 ms; B = 1024, CPU time of one
-# thread: 23 vs 49 ms) and it always needs less memory. Against proxies it is always taken.
+# Pair-wise batches from this many anchor-reference pairs take the fast path's torch code. Measured on the 2-core
+# CPU of this project, D = 512, forward + backward, interleaved runs (median of 200, quiet machine): the paths tie
+# at B = 64 (0.69 vs 0.67 ms); below, the plain path's fewer Python-level steps win (B = 32: 0.49 vs 0.55 ms);
+# above, the fast path does (B = 128: 0.97 vs 1.17 ms; B = 512: 5.4 vs 10.5 ms) and it always needs less memory.
+# A batch against itself that the fused kernels of `circle_kernels` can score (CPU, float32, numba installed)
+# takes the fast path at any size: faster at every size measured (B = 2: 0.30 vs 0.35 ms; B = 64: 0.45 vs
+# 0.67 ms; B = 512: 3.4 vs 10.5 ms). Against proxies it is always taken.
 FAST_PATH_MIN_PAIRS = 64 * 64
 
 
@@ -36,7 +39,9 @@ class CircleLoss(PairLoss):
         embedding_dim: ``D``, required with ``num_classes``.
         fast_path: use :func:`circle_loss_streaming` (closed-form backward, references streamed
             in blocks) instead of the plain autograd path; ``None`` decides per call: always
-            against proxies, and for pair-wise batches of at least ``FAST_PATH_MIN_PAIRS`` pairs.
+            against proxies and for batches the fused kernels score (see
+            :mod:`pairsim.functional.circle_kernels`), else for pair-wise batches of at least
+            ``FAST_PATH_MIN_PAIRS`` pairs.
         block_size: references per block of the fast path; ``None`` sizes blocks to the batch
             (see :func:`circle_loss_streaming`).
 
@@ -97,8 +102,16 @@ class CircleLoss(PairLoss):
             return self.fast_path
         if self.class_level:
             return True
+        if ref_embeddings is None and self.fused_kernels_apply(embeddings):
+            return True
         num_refs = len(embeddings) if ref_embeddings is None else len(ref_embeddings)
         return len(embeddings) * num_refs >= FAST_PATH_MIN_PAIRS
+
+    def fused_kernels_apply(self, embeddings: Tensor) -> bool:
+        """Whether the fast path scores this batch against itself with the fused CPU kernels (one block)."""
+        one_block = self.block_size is None or self.block_size >= len(embeddings)
+        pairs = len(embeddings) >= 2  # an empty or one-sample batch has no pairs: plain path, loss 0
+        return not self.class_level and one_block and pairs and circle_kernels.kernels_usable(embeddings)
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return circle_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)
