@@ -2,7 +2,10 @@
 
 Ranking convention used by every evaluator in :mod:`pairsim.evaluation`: references are ranked by
 decreasing inner product; exactly equal scores (duplicate embeddings) are ranked by increasing
-reference index. The ``"exact"`` method follows it strictly, also at the k-th place.
+reference index. The ``"exact"`` method follows it strictly, also at the k-th place. On float32 CPU
+tensors with numba installed (:mod:`pairsim.evaluation.tiled`) the inner product is the exact one:
+candidates whose float32 scores are too close to be ordered by them are re-ranked in float64, so the
+result does not depend on how a GEMM rounds. Otherwise it is the score the GEMM computed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pairsim.evaluation import tiled
 from pairsim.evaluation._inputs import check_k
 
 KnnMethod = Literal["exact", "faiss", "hnsw"]
@@ -62,17 +66,19 @@ def knn(
         k: neighbours per query, ``1 <= k <= N`` (``N - 1`` with ``exclude_self``).
         exclude_self: queries are the reference set itself (``Q == N``); query ``i`` never
             retrieves reference ``i`` (leave-one-out).
-        method: ``"exact"`` (blocked GEMM, then a grouped top-k, see :func:`topk_values`; runs on
-            the tensors' device; ties broken by reference index), ``"faiss"`` (exact
+        method: ``"exact"`` (float32 on CPU with numba installed: :func:`pairsim.evaluation.tiled.tiled_knn`,
+            near-ties ranked by their exact score; otherwise blocked GEMM on the tensors' device, then
+            a grouped top-k, see :func:`topk_values`; ties broken by reference index), ``"faiss"`` (exact
             ``IndexFlatIP`` on CPU, searched in query blocks; order among exactly tied scores is
             faiss's), or ``"hnsw"`` (approximate faiss HNSW graph for sets too large for exact
             search; recall depends on ``hnsw_ef_search``).
-        block_bytes: memory for one block of scores (``"exact"`` and ``"faiss"``).
+        block_bytes: memory for one block of scores (``"exact"`` and ``"faiss"``); the tiled path
+            takes square tiles of at most this many bytes, and at most ``1024 x 1024``.
         hnsw_m: graph degree of the HNSW index.
         hnsw_ef_search: search breadth of the HNSW index (higher: slower, closer to exact).
         on_block: with ``"exact"``, called on every block of scores (self-pairs at ``-inf``) with its
             top-k, so that a caller can read more from the scores without computing them again;
-            the block is a reused buffer, valid only during the call.
+            the block is a reused buffer, valid only during the call. Takes the blocked GEMM path.
 
     Returns:
         :class:`Neighbours` with ``(Q, k)`` indices and scores, best first.
@@ -85,7 +91,10 @@ def knn(
         >>> knn(x, x, 1, exclude_self=True).indices.flatten().tolist()
         [1, 0, 1]
     """
+    same = queries is reference  # the tiled path computes half the tiles of a set against itself
     queries, reference = queries.detach(), reference.detach()
+    if same:
+        queries = reference
     if queries.dim() != 2 or reference.dim() != 2 or queries.shape[1] != reference.shape[1]:
         shapes = f"{tuple(queries.shape)} and {tuple(reference.shape)}"
         raise ValueError(f"queries and reference must have shapes (Q, D) and (N, D), got {shapes}")
@@ -95,6 +104,9 @@ def knn(
     if block_bytes < 1:
         raise ValueError(f"block_bytes must be positive, got {block_bytes}")
     rows = max(1, block_bytes // (len(reference) * queries.element_size()))
+    if method == "exact" and on_block is None and tiled.available(queries, reference):
+        found = tiled.tiled_knn(queries, reference, k, exclude_self=exclude_self, tile=tiled.tile_side(block_bytes))
+        return Neighbours(found.indices, found.scores)
     if method == "exact":
         return _exact_torch(queries, reference, k, exclude_self, rows, on_block)
     if method in ("faiss", "hnsw"):

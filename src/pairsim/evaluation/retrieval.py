@@ -7,7 +7,8 @@ Conventions, shared by every function here:
 - Similarity is the inner product of L2-normalised embeddings (cosine); pass
   ``normalize=False`` for embeddings that are already normalised or for a raw inner product.
 - References are ranked by decreasing similarity; exactly equal similarities by increasing
-  reference index (see :mod:`pairsim.evaluation.knn`).
+  reference index (see :mod:`pairsim.evaluation.knn`; on float32 CPU input with numba installed,
+  near-ties are ranked by their exact similarity).
 - Without query arguments the evaluation is leave-one-out: each item queries all others.
 - ``R`` of a query is the number of references sharing its label (itself excluded). Queries with
   ``R = 0`` ("lone" labels) are left out of every average and counted in ``num_lone_queries``.
@@ -18,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from pairsim.evaluation import _exact, tiled
 from pairsim.evaluation._inputs import as_embeddings, as_labels, check_k, check_same_space
+from pairsim.evaluation._relevant import LabelIndex, first_relevant_rank, relevant_scores, round_down, round_up
 from pairsim.evaluation.knn import DEFAULT_BLOCK_BYTES, KnnMethod, knn
 
 
@@ -161,6 +163,90 @@ def retrieval_metrics(
     if not bool(valid.any()):
         raise ValueError("no query has a relevant reference (every query label is lone)")
     depth = max([int(r_all.max()), *ks, map_depth or 0])
+    if method == "exact" and tiled.available(queries, reference):
+        top, full_rank = _tiled_search(
+            queries, q_labels, reference, ref_labels, leave_one_out, depth, valid, block_bytes
+        )
+    else:
+        top, full_rank = _blocked_search(
+            queries, q_labels, reference, ref_labels, leave_one_out, depth, valid, method, block_bytes
+        )
+    relevance = ref_labels[top[valid]] == q_labels[valid, None]  # (Qv, depth)
+    per_query = ranked_list_metrics(relevance, r_all[valid], ks, map_depth or int(r_all.max()))
+    first_hit = per_query.pop("first_hit")
+    # "exact" ranked the queries with no hit in the top `depth`; with faiss they stay 0 (reciprocal rank 0).
+    first_hit = torch.where(first_hit > 0, first_hit, full_rank[valid])
+    per_query["mrr"] = torch.where(first_hit > 0, 1.0 / first_hit.clamp(min=1), 0.0)
+    out = {name: float(values.mean()) for name, values in per_query.items()}
+    out["num_queries"] = float(valid.sum())
+    out["num_lone_queries"] = float((~valid).sum())
+    return out
+
+
+def _tiled_search(
+    queries: Tensor,
+    q_labels: Tensor,
+    reference: Tensor,
+    ref_labels: Tensor,
+    leave_one_out: bool,
+    depth: int,
+    valid: Tensor,
+    block_bytes: int,
+) -> tuple[Tensor, Tensor]:
+    """Top ``depth`` by :func:`pairsim.evaluation.tiled.tiled_knn`, and the first relevant rank of misses.
+
+    The relevant references' scores (class by class) give each query a floor for its k-th best score
+    and a window around its best relevant score. The search counts the candidates above the window
+    and keeps those inside, which are then scored exactly: that ranks the best relevant reference.
+    Queries whose window overflowed are ranked the same way from their full rows of scores.
+    """
+    best, kth = relevant_scores(queries, q_labels, reference, ref_labels, leave_one_out, depth)  # (Q,)
+    eps = 2 * _exact.float32_error_bound(queries, reference)  # (Q,) float32 tile scores and float32 `best`/`kth`
+    inf = torch.full_like(best, float("inf"))
+    window = tiled.RankWindow(
+        round_down(torch.where(valid, best - eps, inf)), round_up(torch.where(valid, best + eps, inf))
+    )
+    tile = tiled.tile_side(block_bytes)
+    found = tiled.tiled_knn(
+        queries, reference, depth, exclude_self=leave_one_out, tile=tile, floor=round_down(kth - eps), window=window
+    )
+    full_rank = torch.zeros(len(queries), dtype=torch.float64)
+    miss = (valid & ~(ref_labels[found.indices] == q_labels[:, None]).any(dim=1)).nonzero().flatten()
+    if len(miss) == 0:
+        return found.indices, full_rank
+    counts, cols = found.window_counts[miss], found.window_indices[miss]  # (M,), (M, C)
+    scores = torch.empty(cols.shape, dtype=torch.float64)
+    _exact.exact_pairs(queries, reference, miss, cols, counts, scores)  # (M, C), -inf past the count
+    relevant = (scores > float("-inf")) & (ref_labels[cols] == q_labels[miss, None])
+    top = torch.where(relevant, scores, float("-inf")).amax(dim=1, keepdim=True)  # (M, 1) best relevant score
+    first = torch.where(relevant & (scores == top), cols, len(reference)).amin(dim=1, keepdim=True)
+    ahead = (scores > top) | ((scores == top) & (cols < first))
+    full_rank[miss] = (found.above[miss] + ahead.sum(dim=1) + 1).double()
+    redo = miss[(counts > cols.shape[1]) | ~relevant.any(dim=1)]  # the window overflowed
+    for q, row in _exact.score_rows(queries, reference, redo, leave_one_out):
+        # The same from the full row: count above the window, score the whole window exactly.
+        inside = ((row >= float(window.lo[q])) & (row <= float(window.up[q]))).nonzero().flatten()
+        precise = _exact.exact_scores(queries, reference, q, inside)
+        is_relevant = ref_labels[inside] == q_labels[q]
+        top_q = float(precise[is_relevant].max())
+        first_q = int(inside[is_relevant & (precise == top_q)].min())
+        ahead_q = int(((precise > top_q) | ((precise == top_q) & (inside < first_q))).sum())
+        full_rank[q] = float(int((row > float(window.up[q])).sum()) + ahead_q + 1)
+    return found.indices, full_rank
+
+
+def _blocked_search(
+    queries: Tensor,
+    q_labels: Tensor,
+    reference: Tensor,
+    ref_labels: Tensor,
+    leave_one_out: bool,
+    depth: int,
+    valid: Tensor,
+    method: KnnMethod,
+    block_bytes: int,
+) -> tuple[Tensor, Tensor]:
+    """Top ``depth`` by :func:`pairsim.evaluation.knn.knn`; with ``"exact"``, the first relevant rank of misses."""
     index = LabelIndex(ref_labels)
     full_rank = torch.zeros(len(queries), dtype=torch.float64, device=queries.device)
 
@@ -185,57 +271,4 @@ def retrieval_metrics(
         block_bytes=block_bytes,
         on_block=rank_misses,
     )
-    relevance = ref_labels[neighbours.indices[valid]] == q_labels[valid, None]  # (Qv, depth)
-    per_query = ranked_list_metrics(relevance, r_all[valid], ks, map_depth or int(r_all.max()))
-    first_hit = per_query.pop("first_hit")
-    # "exact" ranked the queries with no hit in the top `depth`; with faiss they stay 0 (reciprocal rank 0).
-    first_hit = torch.where(first_hit > 0, first_hit, full_rank[valid])
-    per_query["mrr"] = torch.where(first_hit > 0, 1.0 / first_hit.clamp(min=1), 0.0)
-    out = {name: float(values.mean()) for name, values in per_query.items()}
-    out["num_queries"] = float(valid.sum())
-    out["num_lone_queries"] = float((~valid).sum())
-    return out
-
-
-class LabelIndex:
-    """The reference columns of each label, to gather a query's relevant scores from a row of scores."""
-
-    def __init__(self, ref_labels: Tensor) -> None:
-        self.order = ref_labels.argsort(stable=True)  # (N,) columns grouped by label
-        self.labels, self.counts = torch.unique(ref_labels, return_counts=True)
-        self.starts = self.counts.cumsum(0) - self.counts
-
-    def columns(self, query_labels: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, M)`` columns of each query's label, padded, and the ``(B, M)`` mask of real entries."""
-        pos = torch.searchsorted(self.labels, query_labels).clamp(max=len(self.labels) - 1)
-        counts = torch.where(self.labels[pos] == query_labels, self.counts[pos], 0)
-        offsets = torch.arange(int(counts.max()), device=counts.device)  # (M,)
-        mask = offsets[None, :] < counts[:, None]
-        where = (self.starts[pos, None] + offsets[None, :]).clamp(max=len(self.order) - 1)
-        return self.order[where], mask
-
-
-def count_above_and_equal(scores: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row of ``(B, N)`` scores, how many exceed and how many equal the ``(B, 1)`` threshold."""
-    if scores.device.type == "cpu":
-        # numpy's count_nonzero is ~10x faster than torch's row-wise sum of a bool tensor on CPU.
-        s, t = scores.numpy(), threshold.numpy()
-        return torch.from_numpy(np.count_nonzero(s > t, axis=1)), torch.from_numpy(np.count_nonzero(s == t, axis=1))
-    return torch.count_nonzero(scores > threshold, dim=1), torch.count_nonzero(scores == threshold, dim=1)
-
-
-def first_relevant_rank(scores: Tensor, query_labels: Tensor, index: LabelIndex) -> Tensor:
-    """1-based rank of the best relevant reference in each row of ``(B, N)`` scores, ties by column.
-
-    Rows without a relevant reference (``-inf`` best) get a meaningless rank; callers drop them.
-    """
-    cols, mask = index.columns(query_labels)  # (B, M)
-    best = torch.where(mask, scores.gather(1, cols), float("-inf")).amax(dim=1, keepdim=True)  # (B, 1)
-    ahead, equal = count_above_and_equal(scores, best)  # (B,), (B,)
-    ranks = (ahead + 1).to(torch.float64)
-    # Exact ties with the best relevant score (duplicates): count the tied columns before it.
-    for r in (equal > 1).nonzero().flatten().tolist():
-        tied = (scores[r] == best[r]).nonzero().flatten()
-        relevant_tied = cols[r][mask[r] & (scores[r, cols[r]] == best[r])]
-        ranks[r] += float((tied < relevant_tied.min()).sum())
-    return ranks
+    return neighbours.indices, full_rank
