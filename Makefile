@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the project needs at run time (fonts and data sets ship in these).
 DEBIAN_PACKAGES ?= fonts-nanum fonts-unfonts-core fonts-baekmuk fonts-alee fonts-wqy-zenhei dataset-fashion-mnist librsvg2-bin chromium chromium-driver
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow and not gpu"
 
 .PHONY: install demo test lint typecheck bench clean
 

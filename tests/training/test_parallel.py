@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pairsim.training.parallel import Parallel, parallel_from_env, process_group
+from pairsim.training.parallel import Parallel, parallel_from_env, process_group, resolve_device
 
 
 def test_torchrun_variables_pick_gloo_on_cpu_and_nccl_on_gpus() -> None:
@@ -43,3 +43,26 @@ def test_single_process_collectives_are_identities() -> None:
         parallel.barrier()
         assert parallel.broadcast({"a": 1}) == {"a": 1}
         assert parallel.all_equal(5)
+
+
+def test_resolve_device_picks_the_cpu_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+def test_resolve_device_names_a_missing_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="has 1 CUDA device"):
+        resolve_device("cuda:1")
+
+
+def test_more_nccl_ranks_than_gpus_is_refused_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="PAIRSIM_BACKEND=gloo"), process_group(Parallel(1, 2, 1, "nccl")):
+        pass

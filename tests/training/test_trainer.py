@@ -115,6 +115,19 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
         other.run(resume=True)
 
 
+def test_resume_may_change_the_device_setting(tmp_path: Path) -> None:
+    train = synthetic_images(8, 4, seed=0)
+    Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0", "device=cpu"), train, None, False).run()
+    result = Trainer(tiny_config(tmp_path, "steps=3", "eval_every=0", "device=auto"), train, None, False).run(True)
+    assert result.steps == 3
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU", ""])
+def test_a_bad_device_setting_is_named(tmp_path: Path, device: str) -> None:
+    with pytest.raises(ValueError, match="device"):
+        tiny_config(tmp_path, f"device={device}")  # "" reads as null: a type error naming config.device
+
+
 def test_resume_may_extend_the_number_of_steps(tmp_path: Path) -> None:
     train = synthetic_images(8, 4, seed=0)
     Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0"), train, None, False).run()

@@ -20,6 +20,10 @@ from pairsim.losses.registry import register_loss
 # takes the fast path at any size: faster at every size measured (B = 2: 0.30 vs 0.35 ms; B = 64: 0.45 vs
 # 0.67 ms; B = 512: 3.4 vs 10.5 ms). Against proxies it is always taken.
 FAST_PATH_MIN_PAIRS = 64 * 64
+# On a GPU (H100, D = 512, forward + backward, benchmarks/results/bench_gpu.md) the plain path is faster for pair-wise
+# batches up to B = 4096 (B = 1024: 2.9 vs 3.8 ms; B = 4096: 3.8 vs 4.7 ms, 664 vs 160 MiB) and ties at B = 16384
+# (47 vs 48 ms) with 19x the memory (10.5 GiB vs 545 MiB): the fast path takes over above 4096 x 4096 pairs.
+GPU_PLAIN_MAX_PAIRS = 4096 * 4096
 
 
 @register_loss("circle")
@@ -41,7 +45,7 @@ class CircleLoss(PairLoss):
             in blocks) instead of the plain autograd path; ``None`` decides per call: always
             against proxies and for batches the fused kernels score (see
             :mod:`pairsim.functional.circle_kernels`), else for pair-wise batches of at least
-            ``FAST_PATH_MIN_PAIRS`` pairs.
+            ``FAST_PATH_MIN_PAIRS`` pairs (on a GPU: more than ``GPU_PLAIN_MAX_PAIRS``).
         block_size: references per block of the fast path; ``None`` sizes blocks to the batch
             (see :func:`circle_loss_streaming`).
 
@@ -105,6 +109,8 @@ class CircleLoss(PairLoss):
         if ref_embeddings is None and self.fused_kernels_apply(embeddings):
             return True
         num_refs = len(embeddings) if ref_embeddings is None else len(ref_embeddings)
+        if embeddings.device.type != "cpu":
+            return len(embeddings) * num_refs > GPU_PLAIN_MAX_PAIRS
         return len(embeddings) * num_refs >= FAST_PATH_MIN_PAIRS
 
     def fused_kernels_apply(self, embeddings: Tensor) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,8 @@ from typing import Any, TypeVar
 import yaml
 
 from pairsim.data.transforms import AugmentConfig
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,10 @@ class TrainConfig:
         eval_batch_size: batch size when embedding the evaluation images.
         circle_m: ``m`` of the Eq. 8 circle in the diagnostics (``None``: the loss's ``m``, else 0.25).
         threads: torch CPU threads (``None``: torch's default).
+        device: where a single-process run trains: ``"auto"`` (the first GPU when CUDA is available,
+            else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under torchrun each rank uses the
+            device of its backend (``cuda:LOCAL_RANK`` with NCCL, else the CPU). Not part of a run's
+            identity: a run may resume on another device.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -122,6 +129,11 @@ class TrainConfig:
     eval_batch_size: int = 256
     circle_m: float | None = None
     threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
     @property
     def diagnostic_m(self) -> float:

@@ -44,7 +44,7 @@ def _summary(prefix: str, values: Tensor) -> dict[str, float]:
     if values.numel() == 0:
         return {}
     step = max(1, values.numel() // MAX_QUANTILE_INPUT)
-    q = torch.quantile(values[::step], torch.tensor(QUANTILES, dtype=values.dtype))
+    q = torch.quantile(values[::step], torch.tensor(QUANTILES, dtype=values.dtype, device=values.device))
     out = {f"{prefix}_mean": float(values.mean())}
     out.update({f"{prefix}_q{int(level * 100)}": float(v) for level, v in zip(QUANTILES, q.tolist(), strict=True)})
     return out

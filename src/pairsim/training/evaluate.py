@@ -27,7 +27,7 @@ def embed_images(model: EmbeddingModel, images: np.ndarray, batch_size: int = 25
             baseline) instead of the ``(N, D)`` embeddings.
 
     Returns:
-        ``(N, D)`` (or ``(N, F)``) float32 unit vectors.
+        ``(N, D)`` (or ``(N, F)``) float32 unit vectors, on the CPU wherever the model is.
 
     Example:
         >>> from pairsim.models import create_model
@@ -38,11 +38,12 @@ def embed_images(model: EmbeddingModel, images: np.ndarray, batch_size: int = 25
     was_training = model.training
     model.eval()
     forward: Callable[[Tensor], Tensor] = model.features if features else model
+    device = next(model.parameters()).device  # batches go where the model is; embeddings come back to the CPU
     try:
         chunks = []
         for start in range(0, len(images), batch_size):
-            x = to_float(torch.from_numpy(images[start : start + batch_size]))
-            chunks.append(torch.nn.functional.normalize(forward(x).float(), dim=1))
+            x = to_float(torch.from_numpy(images[start : start + batch_size]).to(device))
+            chunks.append(torch.nn.functional.normalize(forward(x).float(), dim=1).cpu())
         dim = model.num_features if features else model.embedding_dim
         return torch.cat(chunks) if chunks else torch.empty(0, dim)
     finally:

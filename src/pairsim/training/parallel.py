@@ -79,6 +79,29 @@ class Parallel:
         return all(v == values[0] for v in values)
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device a single-process run uses: ``"auto"`` is the first GPU when CUDA is available, else the CPU.
+
+    Raises:
+        ValueError: when a CUDA device is asked for and there is none.
+
+    Example:
+        >>> str(resolve_device("cpu"))
+        'cpu'
+    """
+    if name == "auto":
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for, but CUDA is not available (use device=cpu or auto)")
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        device = torch.device("cuda", index)
+    return device
+
+
 def parallel_from_env(env: Mapping[str, str] | None = None, cuda: bool | None = None) -> Parallel:
     """The :class:`Parallel` that torchrun's environment variables describe (nothing is initialised).
 
@@ -140,6 +163,12 @@ def process_group(parallel: Parallel) -> Iterator[Parallel]:
         yield parallel
         return
     if parallel.backend == "nccl":
+        gpus = torch.cuda.device_count()
+        if parallel.local_rank >= gpus:  # NCCL cannot put two ranks on one GPU
+            raise ValueError(
+                f"LOCAL_RANK {parallel.local_rank} needs GPU {parallel.local_rank}, but this machine has {gpus}: "
+                f"start at most {gpus} process(es) per node, or set PAIRSIM_BACKEND=gloo to train on the CPU"
+            )
         torch.cuda.set_device(parallel.local_rank)
     owns = not dist.is_initialized()
     if owns:

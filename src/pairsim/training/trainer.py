@@ -25,7 +25,7 @@ from pairsim.training.diagnostics import similarity_diagnostics
 from pairsim.training.evaluate import evaluate_model
 from pairsim.training.loss_setup import build_loss
 from pairsim.training.metrics_log import MetricsLog
-from pairsim.training.parallel import Parallel
+from pairsim.training.parallel import Parallel, resolve_device
 from pairsim.training.rank_checkpoint import load_collective, save_collective
 
 BEST_METRIC = "precision_at_1"
@@ -102,7 +102,10 @@ class Trainer:
         self.parallel = parallel = Parallel() if parallel is None else parallel
         self.config, self.train_set, self.eval_set = config, train_set, eval_set
         self.progress = progress and parallel.is_main
-        self.out_dir, self.device = Path(config.out_dir), parallel.device
+        self.out_dir = Path(config.out_dir)
+        self.device = parallel.device if parallel.distributed else resolve_device(config.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         channels, side = train_set.images.shape[1], train_set.images.shape[-1]
         self.model: EmbeddingModel = create_model(
             config.model.name, config.model.embedding_dim, channels, config.model.pretrained
@@ -166,13 +169,15 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the saved config must match this one except for ``steps``.
+        """Restore :meth:`state_dict`; the saved config must match this one except for ``steps`` and ``device``.
 
         Raises:
             ValueError: if the checkpoint comes from a different configuration, or holds no
                 optimiser state (a consolidated checkpoint).
         """
-        saved = dataclasses.replace(from_dict(TrainConfig, state["config"]), steps=self.config.steps)
+        saved = dataclasses.replace(
+            from_dict(TrainConfig, state["config"]), steps=self.config.steps, device=self.config.device
+        )
         if saved != self.config:
             raise ValueError("the checkpoint was written with a different configuration; resume with the same one")
         if "optimizer" not in state:
