@@ -66,3 +66,49 @@ def test_a_gpu_run_resumes_on_the_cpu_and_back(tmp_path: Path) -> None:
     result = Trainer(tiny_config(tmp_path, "steps=6", "eval_every=0", "device=cuda"), train, None, False).run(True)
     assert result.steps == 6
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 6
+
+
+def test_bf16_training_on_the_gpu_learns(tmp_path: Path) -> None:
+    train, held_out = synthetic_images(24, 6, seed=0), synthetic_images(8, 6, seed=10, split="test")
+    overrides = ["steps=60", "eval_every=0", "optim.lr=1e-3", "device=cuda", "precision=bf16"]
+    trainer = Trainer(tiny_config(tmp_path, *overrides), train, held_out, False)
+    before = evaluate_model(trainer.model, held_out)["precision_at_1"]
+    result = trainer.run()
+    assert result.final_eval is not None
+    assert result.final_eval["precision_at_1"] > before + 0.1
+
+
+def test_deterministic_gpu_runs_repeat_and_resume_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        assert_interrupted_run_resumes_exactly(tmp_path, monkeypatch, "cuda")
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def assert_interrupted_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    """Two runs, and one stopped between checkpoints then resumed, in one process: the same loss curve."""
+    train = synthetic_images(12, 6, seed=0)
+    common = ["steps=12", "checkpoint_every=5", "eval_every=0", f"device={device}", "deterministic=true"]
+    common += ["augment.degrees=10", "augment.translate=0.1"]
+
+    def losses(out: Path) -> list[float]:
+        return [r["loss"] for r in read_metrics(out / "metrics.jsonl", "train")]
+
+    Trainer(tiny_config(tmp_path / "a", *common), train, None, False).run()
+    Trainer(tiny_config(tmp_path / "b", *common), train, None, False).run()
+    interrupted = Trainer(tiny_config(tmp_path / "c", *common), train, None, False)
+    take_step = interrupted.train_step
+
+    def step_until_7(step: int) -> dict[str, float]:
+        if step == 7:  # dies between checkpoints: steps 6 and 7 are lost and redone
+            raise KeyboardInterrupt
+        return take_step(step)
+
+    monkeypatch.setattr(interrupted, "train_step", step_until_7)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run()
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["step"] == 5
+    Trainer(tiny_config(tmp_path / "c", *common), train, None, False).run(resume=True)
+    assert len(losses(tmp_path / "a")) == 12
+    assert losses(tmp_path / "b") == losses(tmp_path / "a")
+    assert losses(tmp_path / "c") == losses(tmp_path / "a")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,19 @@ def test_resume_may_change_the_device_setting(tmp_path: Path) -> None:
 def test_a_bad_device_setting_is_named(tmp_path: Path, device: str) -> None:
     with pytest.raises(ValueError, match="device"):
         tiny_config(tmp_path, f"device={device}")  # "" reads as null: a type error naming config.device
+
+
+def test_bf16_precision_trains_with_float32_losses(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(tmp_path, "steps=3", "eval_every=0", "precision=bf16"), synthetic_images(8, 4), None)
+    result = trainer.run()
+    losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl", "train")]
+    assert result.steps == 3 and len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_a_bad_precision_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        tiny_config(tmp_path, "precision=fp16")
 
 
 def test_resume_may_extend_the_number_of_steps(tmp_path: Path) -> None:

@@ -113,6 +113,13 @@ class TrainConfig:
             else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under torchrun each rank uses the
             device of its backend (``cuda:LOCAL_RANK`` with NCCL, else the CPU). Not part of a run's
             identity: a run may resume on another device.
+        precision: ``"fp32"``, or ``"bf16"``: the model's forward pass under bfloat16 autocast (the
+            loss, the optimiser and the evaluation stay in float32; no loss scaling is needed).
+        deterministic: ask torch for deterministic kernels (``torch.use_deterministic_algorithms``,
+            warning where an op has none, and cuBLAS's fixed workspace), so that a GPU run and its
+            resumed continuation repeat exactly; a little slower. Process-wide once set; not part of
+            a run's identity. Without it a CPU run repeats exactly in a fresh process (the resume
+            test kills and restarts one), a GPU run does not (cuDNN's backward kernels).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -130,10 +137,14 @@ class TrainConfig:
     circle_m: float | None = None
     threads: int | None = None
     device: str = "auto"
+    precision: str = "fp32"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
     @property
     def diagnostic_m(self) -> float:

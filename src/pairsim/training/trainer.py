@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,11 @@ class Trainer:
         self.device = parallel.device if parallel.distributed else resolve_device(config.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        if config.deterministic:
+            # cuBLAS reads this when it creates its handle: before the run's first GEMM on the GPU.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
         channels, side = train_set.images.shape[1], train_set.images.shape[-1]
         self.model: EmbeddingModel = create_model(
             config.model.name, config.model.embedding_dim, channels, config.model.pretrained
@@ -169,14 +175,18 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the saved config must match this one except for ``steps`` and ``device``.
+        """Restore :meth:`state_dict`; the saved config must match this one except for ``steps``, ``device`` and
+        ``deterministic``.
 
         Raises:
             ValueError: if the checkpoint comes from a different configuration, or holds no
                 optimiser state (a consolidated checkpoint).
         """
         saved = dataclasses.replace(
-            from_dict(TrainConfig, state["config"]), steps=self.config.steps, device=self.config.device
+            from_dict(TrainConfig, state["config"]),
+            steps=self.config.steps,
+            device=self.config.device,
+            deterministic=self.config.deterministic,
         )
         if saved != self.config:
             raise ValueError("the checkpoint was written with a different configuration; resume with the same one")
@@ -199,7 +209,8 @@ class Trainer:
         index = torch.from_numpy(self.sampler.batch(step))
         x = self.augment(to_float(self.images[index].to(self.device)))  # (B, C, H, W) in [0, 1]
         labels = self.labels[index].to(self.device)  # (B,)
-        embeddings = self.forward_model(x)  # (B, D)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            embeddings = self.forward_model(x).float()  # (B, D); the loss is computed in float32
         loss = self.loss_fn(embeddings, labels)  # the global batch's loss when distributed
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
