@@ -53,7 +53,7 @@ def _loss(impl: str, group: str, classes: int, p: dict[str, float]) -> torch.nn.
     kwargs: dict[str, Any] = dict(p)
     if classes:
         kwargs.update(num_classes=classes, embedding_dim=D)
-    if name == "circle":
+    if name in ("circle", "cosface", "arcface"):
         kwargs["fast_path"] = {"pairsim": None, "pairsim-fast": True, "pairsim-plain": False}[impl]
     return create_loss(name, **kwargs)
 
@@ -126,7 +126,7 @@ def loss_rows(quick: bool, warmup: int, repeats: int) -> list[dict[str, Any]]:
     for c in [100_000] if quick else [100_000, 1_000_000]:
         cases += [("circle-class", impl, 256, c, circle_class) for impl in ["pairsim", "pairsim-plain"]]
         for group, p in [("cosface", {"m": 0.35, "gamma": 64.0}), ("arcface", {"m": 0.5, "gamma": 64.0})]:
-            cases += [(group, impl, 256, c, p) for impl in ["pairsim", "pml"]]
+            cases += [(group, impl, 256, c, p) for impl in ["pairsim", "pairsim-plain", "pml"]]
         cases.append(("gemm-class", "gemm", 256, c, {}))
     cases += [("ntxent", impl, b, 0, {"temperature": 0.07}) for b in [512, 4096] for impl in ["pairsim", "pml"]]
     rows = []

@@ -97,11 +97,7 @@ def circle_loss_streaming(
         raise ValueError(f"references have dimension {references.shape[1]}, embeddings {embeddings.shape[1]}")
     size, rows = len(embeddings) if references is None else len(references), max(1, len(embeddings))
     if block_size is None:
-        on_cpu = embeddings.device.type == "cpu"
-        single, blocked = (
-            (SINGLE_BLOCK_ELEMENTS, BLOCK_ELEMENTS) if on_cpu else (GPU_SINGLE_BLOCK_ELEMENTS, GPU_BLOCK_ELEMENTS)
-        )
-        block_size = max(1, size) if rows * size <= single else max(1, blocked // rows)
+        block_size = default_block_size(rows, size, embeddings.device)
     if block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     block = max(1, min(block_size, size))
@@ -115,6 +111,23 @@ def circle_loss_streaming(
         embeddings, references, labels, ref_labels, class_level, float(m), float(gamma), block, eps
     )
     return losses, valid
+
+
+def default_block_size(rows: int, size: int, device: torch.device) -> int:
+    """References per block for ``rows`` anchors against ``size`` references: all of them while the
+    ``(rows, size)`` matrix is small, else a block of :data:`BLOCK_ELEMENTS` (GPU: larger, see above).
+
+    Example:
+        >>> cpu = torch.device("cpu")
+        >>> default_block_size(256, 1000, cpu), default_block_size(256, 10**6, cpu)
+        (1000, 2048)
+    """
+    on_cpu = device.type == "cpu"
+    single, blocked = (
+        (SINGLE_BLOCK_ELEMENTS, BLOCK_ELEMENTS) if on_cpu else (GPU_SINGLE_BLOCK_ELEMENTS, GPU_BLOCK_ELEMENTS)
+    )
+    rows = max(1, rows)
+    return max(1, size) if rows * size <= single else max(1, blocked // rows)
 
 
 class _Blocks:

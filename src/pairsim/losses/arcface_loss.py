@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 from torch import Tensor
 
 from pairsim.functional.arcface import arcface_loss
 from pairsim.functional.pairs import Pairs
-from pairsim.losses.base import PairLoss, check_margin, check_positive
+from pairsim.losses.base import check_margin, check_positive
+from pairsim.losses.margin_softmax import MarginSoftmaxLoss
 from pairsim.losses.registry import register_loss
 
 
 @register_loss("arcface")
-class ArcFaceLoss(PairLoss):
+class ArcFaceLoss(MarginSoftmaxLoss):
     """ArcFace (Deng et al., CVPR 2019): additive angular margin ``cos(theta_p + m)``.
 
     Where ``theta_p + m > pi`` the target logit is ``cos(theta_p) - m sin(m)`` instead, the
@@ -28,6 +28,8 @@ class ArcFaceLoss(PairLoss):
         gamma: scale factor, positive; the paper uses 64.
         num_classes: ``C``, required.
         embedding_dim: ``D``, required.
+        fast_path: see :class:`MarginSoftmaxLoss` (default: the streamed path).
+        block_size: classes per block of the fast path.
 
     Example:
         >>> loss = ArcFaceLoss(m=0.5, gamma=64.0, num_classes=5, embedding_dim=4)
@@ -35,7 +37,7 @@ class ArcFaceLoss(PairLoss):
         0
     """
 
-    supports_pair_wise: ClassVar[bool] = False
+    margin_kind = "arcface"
 
     def __init__(
         self,
@@ -43,8 +45,10 @@ class ArcFaceLoss(PairLoss):
         gamma: float = 64.0,
         num_classes: int | None = None,
         embedding_dim: int | None = None,
+        fast_path: bool | None = None,
+        block_size: int | None = None,
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, fast_path, block_size)
         self.m = check_margin("m", m, 0.0, math.pi / 2)
         self.gamma = check_positive("gamma", gamma)
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import Tensor
 
 from pairsim.functional.cosface import cosface_loss
 from pairsim.functional.pairs import Pairs
-from pairsim.losses.base import PairLoss, check_margin, check_positive
+from pairsim.losses.base import check_margin, check_positive
+from pairsim.losses.margin_softmax import MarginSoftmaxLoss
 from pairsim.losses.registry import register_loss
 
 
 @register_loss("cosface")
-class CosFaceLoss(PairLoss):
+class CosFaceLoss(MarginSoftmaxLoss):
     """CosFace / AM-Softmax (Wang et al., CVPR 2018), Eq. 2 of Sun et al.
 
     ``L = -log(exp(gamma (s_p - m)) / (exp(gamma (s_p - m)) + sum_j exp(gamma s_n^j)))`` with
@@ -25,6 +24,8 @@ class CosFaceLoss(PairLoss):
         gamma: scale factor, positive; the paper uses 64.
         num_classes: ``C``, required.
         embedding_dim: ``D``, required.
+        fast_path: see :class:`MarginSoftmaxLoss` (default: the streamed path).
+        block_size: classes per block of the fast path.
 
     Example:
         >>> loss = CosFaceLoss(m=0.35, gamma=64.0, num_classes=5, embedding_dim=4)
@@ -32,16 +33,16 @@ class CosFaceLoss(PairLoss):
         0
     """
 
-    supports_pair_wise: ClassVar[bool] = False
-
     def __init__(
         self,
         m: float = 0.35,
         gamma: float = 64.0,
         num_classes: int | None = None,
         embedding_dim: int | None = None,
+        fast_path: bool | None = None,
+        block_size: int | None = None,
     ) -> None:
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, fast_path, block_size)
         self.m = check_margin("m", m)
         self.gamma = check_positive("gamma", gamma)
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import Tensor
 
 from pairsim.functional.normface import normface_loss
 from pairsim.functional.pairs import Pairs
-from pairsim.losses.base import PairLoss, check_positive
+from pairsim.losses.base import check_positive
+from pairsim.losses.margin_softmax import MarginSoftmaxLoss
 from pairsim.losses.registry import register_loss
 
 
 @register_loss("normface")
-class NormFaceLoss(PairLoss):
+class NormFaceLoss(MarginSoftmaxLoss):
     """NormFace (Wang et al., ACM MM 2017): softmax on ``gamma`` times cosine similarities.
 
     Eq. 2 of Sun et al. with ``m = 0``. Loss: the mean over the batch. The default
@@ -24,6 +23,8 @@ class NormFaceLoss(PairLoss):
         gamma: scale factor (inverse temperature), positive.
         num_classes: ``C``, required.
         embedding_dim: ``D``, required.
+        fast_path: see :class:`MarginSoftmaxLoss` (default: the streamed path).
+        block_size: classes per block of the fast path.
 
     Example:
         >>> loss = NormFaceLoss(gamma=32.0, num_classes=5, embedding_dim=4)
@@ -31,10 +32,17 @@ class NormFaceLoss(PairLoss):
         0
     """
 
-    supports_pair_wise: ClassVar[bool] = False
+    m = 0.0  # the streamed path's CosFace margin
 
-    def __init__(self, gamma: float = 64.0, num_classes: int | None = None, embedding_dim: int | None = None) -> None:
-        super().__init__(num_classes, embedding_dim)
+    def __init__(
+        self,
+        gamma: float = 64.0,
+        num_classes: int | None = None,
+        embedding_dim: int | None = None,
+        fast_path: bool | None = None,
+        block_size: int | None = None,
+    ) -> None:
+        super().__init__(num_classes, embedding_dim, fast_path, block_size)
         self.gamma = check_positive("gamma", gamma)
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
