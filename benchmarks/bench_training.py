@@ -9,6 +9,7 @@ how much of the overhead is the optimiser (which any training needs) rather than
 
     python benchmarks/bench_training.py                 # Lite0 at 64 px, P=32 x K=4, 20 timed steps
     python benchmarks/bench_training.py --quick         # 5 timed steps
+    python benchmarks/bench_training.py --device cuda --precision bf16 --out benchmarks/results/bench_training-gpu-bf16
 
 Results go to ``benchmarks/results/bench_training[-quick].{json,md}`` with the exact command line.
 """
@@ -59,20 +60,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "augment.scale=[0.92, 1.08]",
         f"steps={args.warmup + args.repeats}",
         "out_dir=/tmp/pairsim-bench-training",
+        f"device={args.device}",
+        f"precision={args.precision}",
     ]
     config = load_config(None, overrides)
     trainer = Trainer(config, synthetic_set(4 * args.P, 8, args.size, args.channels), None, progress=False)
     batch = args.P * args.K
+    device = trainer.device
     floor_batches = [
-        to_float(trainer.images[torch.from_numpy(trainer.sampler.batch(s))]) for s in range(args.warmup + args.repeats)
+        to_float(trainer.images[torch.from_numpy(trainer.sampler.batch(s))].to(device))
+        for s in range(args.warmup + args.repeats)
     ]
     params = list(trainer.model.backbone.parameters())
-    upstream = torch.randn(batch, trainer.model.num_features)
+    upstream = torch.randn(batch, trainer.model.num_features, device=device)
+    bf16 = args.precision == "bf16"
 
     def floor(step: int) -> None:
         for p in params:
             p.grad = None
-        features = trainer.model.features(floor_batches[step])  # (B, F)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            features = trainer.model.features(floor_batches[step]).float()  # (B, F)
         # A dense upstream gradient, as the head gives in the full step (``.sum()`` would send a stride-0 one).
         features.backward(upstream[: len(features)])
 
@@ -88,8 +95,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
     for step in range(args.warmup + args.repeats):
         for name, call in calls.items():
+            sync(device)
             tick = time.perf_counter()
             call(step)
+            sync(device)
             if step >= args.warmup:
                 times[name].append(time.perf_counter() - tick)
     medians = {name: statistics.median(t) for name, t in times.items()}
@@ -104,16 +113,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a step's time is its own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def write(args: argparse.Namespace, result: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / ("bench_training-quick" if args.quick else "bench_training")
+    stem = args.out or RESULTS / ("bench_training-quick" if args.quick else "bench_training")
+    stem.parent.mkdir(parents=True, exist_ok=True)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_training.py", *sys.argv[1:]])
     meta = {
         "command": command,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "torch": torch.__version__,
-        "setup": f"{args.model}, {args.size} px, {args.channels} channel(s), P={args.P} x K={args.K}, loss {args.loss}",
+        "setup": f"{args.model}, {args.size} px, {args.channels} channel(s), P={args.P} x K={args.K}, loss {args.loss}"
+        f", device {args.device}, precision {args.precision}",
         "repeats": args.repeats,
         "warmup": args.warmup,
     }
@@ -147,6 +165,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="5 timed steps after 2 warm-up steps")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the trainer's device setting)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--out", type=Path, default=None, help="output stem (default results/bench_training[-quick])")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.warmup = 5, 2

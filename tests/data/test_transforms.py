@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -48,3 +49,14 @@ def test_augmentation_changes_images_reproducibly(config: AugmentConfig) -> None
 def test_augmentation_works_on_rgb() -> None:
     aug = build_augmentation(AugmentConfig(degrees=5.0, contrast=0.2))
     assert aug(torch.rand(2, 3, 16, 16)).shape == (2, 3, 16, 16)
+
+
+def test_to_float_gives_standard_strides_for_numpy_views() -> None:
+    # A fancy-indexed (N, 1, H, W) numpy array gets strides torch reads as channels-last, and the
+    # convolutions' last bits depend on the layout: a fresh build and its cache must train alike.
+    base = np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8)[:, None]
+    picked = torch.from_numpy(base[[3, 1]])
+    assert picked.is_contiguous(memory_format=torch.channels_last)
+    x = to_float(picked)
+    assert x.stride() == (64, 64, 8, 1)
+    assert torch.equal(x, torch.from_numpy(base[[3, 1]].copy()).float() / 255.0)

@@ -46,7 +46,9 @@ def to_float(images: Tensor) -> Tensor:
         >>> to_float(torch.tensor([[[[0, 255]]]], dtype=torch.uint8)).tolist()
         [[[[0.0, 1.0]]]]
     """
-    return images.to(torch.float32).div_(255.0)
+    # Standard strides whatever the input's: numpy views of (N, 1, H, W) data can carry strides that torch reads
+    # as channels-last, and the convolutions' results (last bits) depend on the layout they are given.
+    return images.to(dtype=torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
 def resize(images: Tensor, size: int) -> Tensor:
