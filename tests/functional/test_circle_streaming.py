@@ -226,3 +226,13 @@ def test_one_million_classes() -> None:
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-3)
     for a, b in zip(_grads(plain.mean(), [x, small]), fast_grads, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=a.abs().max().item() * 1e-4)
+
+
+def test_a_double_backward_is_refused_rather_than_wrong() -> None:
+    x, labels, refs, ref_labels = _case("refs")
+    x.requires_grad_(True)
+    losses, _ = circle_loss_streaming(x, labels, refs, ref_labels, m=0.3, gamma=12.0, block_size=4)
+    weights = torch.ones(len(x), dtype=x.dtype, requires_grad=True)  # an upstream gradient with a graph
+    (grad,) = torch.autograd.grad((losses * weights).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()

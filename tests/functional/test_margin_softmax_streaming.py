@@ -160,3 +160,13 @@ def test_one_class_and_empty_batches_take_the_plain_path_rules() -> None:
     loss = CosFaceLoss(num_classes=C, embedding_dim=D)(empty, torch.zeros(0, dtype=torch.long))
     loss.backward()
     assert float(loss.detach()) == 0.0
+
+
+def test_a_double_backward_is_refused_rather_than_wrong() -> None:
+    x, labels, w = _case(seed=9)
+    x.requires_grad_(True)
+    losses = margin_softmax_streaming(x, labels, w, kind="cosface", m=0.35, gamma=16.0)
+    weights = torch.ones(len(x), dtype=x.dtype, requires_grad=True)  # an upstream gradient with a graph
+    (grad,) = torch.autograd.grad((losses * weights).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()

@@ -281,6 +281,7 @@ class _CircleStreaming(torch.autograd.Function):
         return losses, valid
 
     @staticmethod
+    @once_differentiable  # the closed-form backward is not itself differentiable: refuse a double backward
     def backward(ctx: Any, grad_losses: Tensor, _grad_valid: Tensor | None) -> tuple[Tensor | None, ...]:
         bk: _Blocks = ctx.bk
         h, row_scale, lse_p, lse_n, zgam = ctx.saved_tensors

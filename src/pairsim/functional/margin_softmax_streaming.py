@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from pairsim.functional import circle_kernels
 from pairsim.functional.arcface import arcface_margin
@@ -132,6 +133,7 @@ class _MarginSoftmaxStreaming(torch.autograd.Function):
         return losses
 
     @staticmethod
+    @once_differentiable  # the closed-form backward is not itself differentiable: refuse a double backward
     def backward(ctx: Any, grad_losses: Tensor) -> tuple[Tensor | None, ...]:
         bk: _Blocks = ctx.bk
         kept, run_sum, lse, s_y = ctx.saved_tensors
