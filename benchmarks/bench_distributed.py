@@ -10,7 +10,7 @@ processes:
 
 Reported per configuration: step time (median and min over ranks' max), peak resident set size of each
 process (``ru_maxrss``: everything, Python and torch included) and its size before the first step, and the
-communication per step from the sizes of the collectives (``pairsim.distributed.COMM_LOG``): payload per
+communication per step from the sizes of the collectives (``pairsim.distributed.comm.COMM_LOG``): payload per
 collective kind and the bytes a ring algorithm sends per rank. Threads: ``--threads-total`` cores shared
 evenly by the ranks.
 
@@ -44,7 +44,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    from pairsim.distributed import COMM_LOG, CircleHead, ShardedProxyLoss
+    from pairsim.distributed import ShardedProxyLoss
+    from pairsim.distributed.comm import COMM_LOG
+    from pairsim.distributed.heads import CircleHead
     from pairsim.losses import CircleLoss
 
     rank, world = args.rank, args.world

@@ -140,8 +140,7 @@ def make_load_index(directory: Path, n: int, dim: int) -> None:
     from pairsim.index import IndexStore, Manifest, NewItem
     from pairsim.index.build import MODEL_FILE, load_model
     from pairsim.index.images import store_image
-    from pairsim.models import create_model
-    from pairsim.training.checkpoint import model_spec, save_atomic
+    from pairsim.models import create_model, model_spec, save_state
 
     torch.manual_seed(0)
     model = create_model("small-cnn", embedding_dim=dim, in_channels=3)
@@ -149,7 +148,7 @@ def make_load_index(directory: Path, n: int, dim: int) -> None:
     with torch.no_grad():
         model.head.linear.bias.zero_()
     checkpoint = directory.parent / "bench-model.pt"
-    save_atomic({"model_spec": model_spec("small-cnn", model), "model": model.state_dict()}, checkpoint)
+    save_state({"model_spec": model_spec("small-cnn", model), "model": model.state_dict()}, checkpoint)
     loaded = load_model(checkpoint)
     manifest = Manifest(
         "small-cnn",
@@ -161,7 +160,7 @@ def make_load_index(directory: Path, n: int, dim: int) -> None:
         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     store = IndexStore.create(directory, manifest, kind="auto")
-    save_atomic({"model_spec": loaded.spec, "model": loaded.model.state_dict()}, directory / MODEL_FILE)
+    save_state({"model_spec": loaded.spec, "model": loaded.model.state_dict()}, directory / MODEL_FILE)
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 100, 50)).save(buffer, format="PNG")
     path, digest = store_image(store.images_dir, buffer.getvalue(), ".png")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pairsim.data.base import ImageSet
-from pairsim.data.transforms import to_float
+from pairsim.models import to_float
 from pairsim.training.config import load_config
 from pairsim.training.trainer import Trainer
 
@@ -68,7 +68,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     batch = args.P * args.K
     device = trainer.device
     floor_batches = [
-        to_float(trainer.images[torch.from_numpy(trainer.sampler.batch(s))].to(device))
+        to_float(torch.from_numpy(trainer.train_set.images[trainer.sampler.batch(s)]).to(device))
         for s in range(args.warmup + args.repeats)
     ]
     params = list(trainer.model.backbone.parameters())

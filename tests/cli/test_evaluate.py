@@ -104,8 +104,7 @@ def test_errors_exit_with_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_checkpoint_on_a_folder_data_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
-    from pairsim.models import create_model
-    from pairsim.training.checkpoint import model_spec, save_atomic
+    from pairsim.models import create_model, model_spec, save_state
 
     monkeypatch.setenv("PAIRSIM_DATA", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
@@ -116,7 +115,7 @@ def test_checkpoint_on_a_folder_data_set(tmp_path: Path, monkeypatch: pytest.Mon
             Image.fromarray(pixels).save(tmp_path / "images" / f"class{c}" / f"{i}.png")
     model = create_model("small-cnn", embedding_dim=8, in_channels=3)
     model.preprocessing = type(model.preprocessing)(**{**model.preprocessing.__dict__, "image_size": 16})
-    save_atomic({"model": model.state_dict(), "model_spec": model_spec("small-cnn", model)}, tmp_path / "m.pt")
+    save_state({"model": model.state_dict(), "model_spec": model_spec("small-cnn", model)}, tmp_path / "m.pt")
     out = tmp_path / "ckpt_eval"
     args = ["eval", str(tmp_path / "m.pt"), "folder", "--root", str(tmp_path / "images"), "--split", "all"]
     assert main([*args, "--ks", "1", "--out", str(out)]) == 0

@@ -32,11 +32,15 @@ def test_build_info_search_add_remove(files: dict[str, Path], capsys: pytest.Cap
     assert (info["items"], info["labels"], info["index_kind"], info["generation"]) == (12, 3, "flat", 1)
 
     query = files["images"] / "c2" / "1.png"
-    assert main(["search", str(out), str(query), "-k", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["id", "label", "score", "path"] and len(lines) == 4
-    first = lines[1].split()
-    assert first[1] == "c2" and float(first[2]) == pytest.approx(1.0, abs=1e-4) and Path(first[3]).is_file()
+    assert main(["search", str(out), str(query), "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and list(hits[0]) == ["id", "label", "score", "path"]
+    first = hits[0]
+    assert first["label"] == "c2" and first["score"] == pytest.approx(1.0, abs=1e-4) and Path(first["path"]).is_file()
+    assert main(["search", str(out), str(query), "-k", "3"]) == 0  # the same hits as a table for people
+    table = capsys.readouterr().out
+    assert all(word in table.splitlines()[1] for word in ("id", "label", "score", "path"))
+    assert all(str(hit["id"]) in table and f"{hit['score']:.4f}" in table for hit in hits)
 
     assert main(["index", "add", str(out), str(files["images"])]) == 0
     assert "added 12 items" in capsys.readouterr().out
@@ -128,8 +132,8 @@ def test_images_may_be_a_data_set_split(
     assert main(["index", "build", str(files["checkpoint"]), "hangul-fonts:test:2", "--out", str(out)]) == 0
     assert calls == [("hangul-fonts", "test", 16, 2)]
     assert "4 items" in capsys.readouterr().out
-    assert main(["search", str(out), str(files["images"] / "c0" / "0.png"), "-k", "4"]) == 0
-    assert {line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]} == {"ga", "na"}
+    assert main(["search", str(out), str(files["images"] / "c0" / "0.png"), "-k", "4", "--json"]) == 0
+    assert {hit["label"] for hit in json.loads(capsys.readouterr().out)} == {"ga", "na"}
 
 
 def test_cli_kinds_are_the_index_kinds() -> None:

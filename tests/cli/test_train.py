@@ -11,7 +11,7 @@ from PIL import Image
 from tests.training.helpers import synthetic_images
 
 from pairsim.cli.main import main
-from pairsim.training.checkpoint import load_checkpoint, load_embedding_model
+from pairsim.models import load_embedding_model, read_state
 from pairsim.training.metrics_log import read_metrics
 
 
@@ -51,7 +51,7 @@ def test_train_then_resume_from_the_command_line(
 
     overrides = ["--set", "loss.params={m: 0.3, gamma: 32}", "--set", "steps=5", "--no-progress"]
     assert main(["train", str(path), *overrides, "--resume"]) == 0
-    assert load_checkpoint(out / "last.pt")["step"] == 5
+    assert read_state(out / "last.pt")["step"] == 5
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl", "train")] == [1, 2, 3, 4, 5]
     model, prep = load_embedding_model(out / "last.pt")
     assert (prep.in_channels, prep.image_size, model.embedding_dim) == (3, 16, 8)
@@ -61,4 +61,4 @@ def test_unknown_config_key_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("stepz: 3\n")
     with pytest.raises(ValueError, match="unknown key"):
-        main(["train", str(path)])
+        main(["--debug", "train", str(path)])  # --debug: the error itself, not its one-line report

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from pairsim.data.transforms import AugmentConfig, build_augmentation, resize, to_float
+from pairsim.data.transforms import AugmentConfig, build_augmentation, resize
+from pairsim.models import to_float
 
 
 def test_to_float_maps_uint8_to_unit_range() -> None:

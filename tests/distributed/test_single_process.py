@@ -11,25 +11,21 @@ from torch import Tensor, nn
 from torch.testing import assert_close
 
 from pairsim.distributed import (
-    CircleHead,
-    CosFaceHead,
     GlobalPairLoss,
     ProxyShard,
     ShardedProxyLoss,
-    SoftmaxHead,
-    all_reduce_logsumexp,
-    anchor_weights,
     consolidate_shards,
     create_sharded_loss,
-    exclude_self,
     gather_with_grad,
     global_pair_loss,
-    head_for,
-    local_negative_logsumexp,
-    sample_classes,
     shard_ranges,
     split_proxies,
 )
+from pairsim.distributed.comm import all_reduce_logsumexp
+from pairsim.distributed.heads import CircleHead, CosFaceHead, SoftmaxHead, head_for
+from pairsim.distributed.logsumexp import local_negative_logsumexp
+from pairsim.distributed.pair_wise import anchor_weights, exclude_self
+from pairsim.distributed.sharded import sample_classes
 from pairsim.functional.circle import circle_logits
 from pairsim.functional.pairs import Pairs, batch_pairs
 from pairsim.functional.reductions import masked_logsumexp

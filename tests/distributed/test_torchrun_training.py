@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pairsim.training.checkpoint import load_checkpoint, load_embedding_model
+from pairsim.models import load_embedding_model, read_state
 from pairsim.training.metrics_log import read_metrics
 from pairsim.training.rank_checkpoint import RANKS_DIR
 
@@ -104,7 +104,7 @@ def test_killed_rank_is_restarted_and_resumes_to_the_uninterrupted_curve(tmp_pat
     assert [s for s, _ in losses(killed)] == list(range(1, 61))
     evals = [(r["step"], r["precision_at_1"]) for r in read_metrics(killed / "metrics.jsonl", "eval")]
     assert evals == [(r["step"], r["precision_at_1"]) for r in read_metrics(reference / "metrics.jsonl", "eval")]
-    summary = load_checkpoint(killed / "last.pt")
+    summary = read_state(killed / "last.pt")
     assert summary["step"] == 60 and summary["world_size"] == 2
     assert sorted(p.name for p in (killed / RANKS_DIR).glob("last-*")) == summary["rank_files"]
 
@@ -121,8 +121,8 @@ def test_sharded_class_level_run_consolidates_into_one_file(tmp_path: Path, data
     out_dir = tmp_path / "run"
     overrides = ["steps=6", "eval_every=3", "sampler.classes_per_batch=4", "loss.class_level=true"]
     finish(start(out_dir, 2, data, *overrides, "loss.params.m=0.25", "loss.params.gamma=64"), out_dir)
-    summary = load_checkpoint(out_dir / "last.pt")
-    shards = [load_checkpoint(out_dir / RANKS_DIR / name)["loss"]["proxies"] for name in summary["rank_files"]]
+    summary = read_state(out_dir / "last.pt")
+    shards = [read_state(out_dir / RANKS_DIR / name)["loss"]["proxies"] for name in summary["rank_files"]]
     assert [len(s) for s in shards] == [48, 48]  # 96 training classes over 2 ranks
     target = tmp_path / "single.pt"
     done = subprocess.run(
@@ -132,7 +132,7 @@ def test_sharded_class_level_run_consolidates_into_one_file(tmp_path: Path, data
         check=True,
     )
     assert "2-process run" in done.stdout and "proxies (96, 32)" in done.stdout
-    single = load_checkpoint(target)
+    single = read_state(target)
     assert torch.equal(single["loss"]["proxies"], torch.cat(shards))
     assert single["step"] == 6 and "optimizer" not in single
     model, _ = load_embedding_model(target)

@@ -13,8 +13,8 @@ import torch
 from tests.training.helpers import synthetic_images
 from tests.training.test_trainer import tiny_config
 
-from pairsim.training.checkpoint import load_checkpoint, load_embedding_model
-from pairsim.training.evaluate import embed_images, evaluate_model
+from pairsim.models import embed, load_embedding_model, read_state
+from pairsim.training.evaluate import evaluate_model
 from pairsim.training.metrics_log import read_metrics
 from pairsim.training.trainer import Trainer
 
@@ -40,12 +40,12 @@ def test_training_on_the_gpu_learns_and_its_checkpoint_embeds_alike_on_the_cpu(t
     result = trainer.run()
     assert result.final_eval is not None
     assert result.final_eval["precision_at_1"] > before + 0.1
-    on_gpu = embed_images(trainer.model, held_out.images)
+    on_gpu = embed(trainer.model, held_out.images)
     assert on_gpu.device.type == "cpu"
     model, _ = load_embedding_model(result.last_checkpoint)
     assert next(model.parameters()).device.type == "cpu"
     # cuDNN convolutions run in TF32 by default (10-bit mantissa): unit vectors agree to ~1e-3.
-    torch.testing.assert_close(embed_images(model, held_out.images), on_gpu, rtol=0.0, atol=3e-3)
+    torch.testing.assert_close(embed(model, held_out.images), on_gpu, rtol=0.0, atol=3e-3)
 
 
 def test_class_level_training_on_the_gpu_lowers_the_loss(tmp_path: Path) -> None:
@@ -61,11 +61,11 @@ def test_class_level_training_on_the_gpu_lowers_the_loss(tmp_path: Path) -> None
 def test_a_gpu_run_resumes_on_the_cpu_and_back(tmp_path: Path) -> None:
     train = synthetic_images(8, 4, seed=0)
     Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0", "device=cuda"), train, None, False).run()
-    assert load_checkpoint(tmp_path / "last.pt")["cuda_rng"] is not None
+    assert read_state(tmp_path / "last.pt")["cuda_rng"] is not None
     Trainer(tiny_config(tmp_path, "steps=4", "eval_every=0", "device=cpu"), train, None, False).run(resume=True)
     result = Trainer(tiny_config(tmp_path, "steps=6", "eval_every=0", "device=cuda"), train, None, False).run(True)
     assert result.steps == 6
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 6
+    assert read_state(tmp_path / "last.pt")["step"] == 6
 
 
 def test_bf16_training_on_the_gpu_learns(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def assert_interrupted_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(interrupted, "train_step", step_until_7)
     with pytest.raises(KeyboardInterrupt):
         interrupted.run()
-    assert load_checkpoint(tmp_path / "c" / "last.pt")["step"] == 5
+    assert read_state(tmp_path / "c" / "last.pt")["step"] == 5
     Trainer(tiny_config(tmp_path / "c", *common), train, None, False).run(resume=True)
     assert len(losses(tmp_path / "a")) == 12
     assert losses(tmp_path / "b") == losses(tmp_path / "a")

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pairsim.models import create_model
-from pairsim.training.checkpoint import model_spec, save_atomic
+from pairsim.models import create_model, model_spec, save_state
 
 SIDE = 16
 
@@ -22,7 +21,7 @@ def make_checkpoint(path: Path, seed: int = 0, dim: int = 16) -> Path:
     model.preprocessing = dataclasses.replace(model.preprocessing, image_size=SIDE)
     with torch.no_grad():  # untrained features are tiny: without the head's bias every image maps alike
         model.head.linear.bias.zero_()
-    save_atomic({"model_spec": model_spec("small-cnn", model), "model": model.state_dict()}, path)
+    save_state({"model_spec": model_spec("small-cnn", model), "model": model.state_dict()}, path)
     return path
 
 

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from pairsim.evaluation.knn import import_faiss
+from pairsim._optional import require
 from pairsim.index import add_images
 from pairsim.index import store as store_module
 
@@ -20,7 +20,7 @@ def die(*_: Any, **__: Any) -> None:
 
 
 def main(directory: str, images: str, point: str) -> None:
-    faiss = import_faiss()
+    faiss = require("faiss", "the kill test")
     if point == "before_faiss_write":  # rows inserted in the open transaction
         store_module.fv.tune = die
     elif point == "faiss_tmp_written":  # next generation's file written, not yet renamed

@@ -77,7 +77,7 @@ def test_build_from_an_image_set_and_refuses_an_existing_directory(assets: dict[
     assert np.array_equal(np.asarray(Image.open(store.image_path(stored)))[None], images[2])
     with pytest.raises(FileExistsError, match="exists"):
         build_index(assets["checkpoint"], image_set, tmp_path / "idx")
-    assert not list(tmp_path.glob(".idx.building-*"))
+    assert not list(tmp_path.glob(".idx.*"))
 
 
 def test_a_failed_build_leaves_nothing(assets: dict[str, Path], tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_decode_image_fits_and_refuses_bad_bytes() -> None:
 
 
 def test_build_demo_index_uses_given_embeddings_and_says_how_to_serve(assets: dict[str, Path], tmp_path: Path) -> None:
-    from pairsim.index import build_demo_index
+    from pairsim.jobs.demo import build_demo_index
 
     rng = np.random.default_rng(3)
     images = rng.integers(0, 255, (5, 1, 16, 16), dtype=np.uint8)

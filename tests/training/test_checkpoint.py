@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pairsim.training.checkpoint import load_checkpoint, save_atomic
+from pairsim.models import read_state, save_state
 from pairsim.training.metrics_log import MetricsLog, read_metrics
 
 
@@ -18,18 +18,18 @@ class Unpicklable:
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
-    save_atomic({"step": 1, "w": torch.ones(3)}, path)
+    save_state({"step": 1, "w": torch.ones(3)}, path)
     with pytest.raises(RuntimeError, match="cannot pickle"):
-        save_atomic({"step": 2, "bad": Unpicklable()}, path)
-    assert load_checkpoint(path)["step"] == 1
+        save_state({"step": 2, "bad": Unpicklable()}, path)
+    assert read_state(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
 def test_save_replaces_and_creates_directories(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "ckpt.pt"
-    save_atomic({"step": 1}, path)
-    save_atomic({"step": 2}, path)
-    assert load_checkpoint(path)["step"] == 2
+    save_state({"step": 1}, path)
+    save_state({"step": 2}, path)
+    assert read_state(path)["step"] == 2
 
 
 def test_resumed_log_drops_records_after_the_checkpoint_and_torn_lines(tmp_path: Path) -> None:

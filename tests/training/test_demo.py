@@ -10,8 +10,8 @@ import pytest
 from tests.cli.test_train import write_folder
 
 from pairsim.index import IndexStore
+from pairsim.jobs.demo import run_demo
 from pairsim.training.config import load_config
-from pairsim.training.demo import run_demo
 
 
 def test_demo_writes_metrics_and_a_self_contained_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

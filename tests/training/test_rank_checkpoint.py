@@ -9,7 +9,7 @@ import torch
 
 from pairsim.distributed import ShardedProxyLoss, shard_ranges
 from pairsim.losses import CircleLoss
-from pairsim.training.checkpoint import load_checkpoint, save_atomic
+from pairsim.models import read_state, save_state
 from pairsim.training.parallel import Parallel
 from pairsim.training.rank_checkpoint import (
     RANKS_DIR,
@@ -31,7 +31,7 @@ def test_each_save_replaces_the_previous_rank_file_after_the_summary(tmp_path: P
 
 def test_loading_names_what_is_wrong(tmp_path: Path) -> None:
     single = tmp_path / "single.pt"
-    save_atomic({"step": 1, "model": {}}, single)
+    save_state({"step": 1, "model": {}}, single)
     with pytest.raises(ValueError, match="single-process checkpoint"):
         load_collective(single, Parallel())
     path = tmp_path / "last.pt"
@@ -52,15 +52,15 @@ def test_sharded_proxies_consolidate_into_the_unsharded_loss_state(tmp_path: Pat
         part = ShardedProxyLoss.from_loss(full, shard)
         # What save_collective writes on each rank of a 3-process run.
         file = rank_file(path, 9, rank, 3)
-        save_atomic({"step": 9, "rank": rank, "loss": part.state_dict(), "optimizer": {}}, file)
+        save_state({"step": 9, "rank": rank, "loss": part.state_dict(), "optimizer": {}}, file)
         names.append(file.name)
-    save_atomic({"step": 9, "model": {"w": torch.ones(2)}, "model_spec": {}, "config": {}, "best": 0.5,
+    save_state({"step": 9, "model": {"w": torch.ones(2)}, "model_spec": {}, "config": {}, "best": 0.5,
                  "world_size": 3, "rank_files": names}, path)  # fmt: skip
     out = tmp_path / "one.pt"
     consolidated = consolidate_checkpoint(path, out)
     assert torch.equal(consolidated["loss"]["proxies"], full.proxies.detach())
     reloaded = CircleLoss(num_classes=7, embedding_dim=4)
-    reloaded.load_state_dict(load_checkpoint(out)["loss"])
+    reloaded.load_state_dict(read_state(out)["loss"])
     assert torch.equal(reloaded.proxies, full.proxies)
     assert consolidated["consolidated_from"] == 3 and consolidated["best"] == 0.5
     with pytest.raises(ValueError, match="already a single-process"):

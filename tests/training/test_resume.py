@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from pairsim.training.checkpoint import load_checkpoint
+from pairsim.models import read_state
 from pairsim.training.metrics_log import read_metrics
 
 WORKER = Path(__file__).with_name("resume_worker.py")
@@ -36,7 +36,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_curve(tmp_path: Path) -> Non
     assert run.poll() is None, "the run ended before it could be killed"
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
-    interrupted_at = load_checkpoint(killed / "last.pt")["step"]
+    interrupted_at = read_state(killed / "last.pt")["step"]
     assert 0 < interrupted_at < STEPS
 
     for proc in (start(killed, resume=True), start(reference)):
@@ -47,4 +47,4 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_curve(tmp_path: Path) -> Non
     assert curve(killed, "train", "loss") == curve(reference, "train", "loss")
     assert [s for s, _ in curve(killed, "train", "loss")] == list(range(1, STEPS + 1))
     assert curve(killed, "eval", "precision_at_1") == curve(reference, "eval", "precision_at_1")
-    assert load_checkpoint(killed / "last.pt")["step"] == STEPS
+    assert read_state(killed / "last.pt")["step"] == STEPS

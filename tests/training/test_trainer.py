@@ -11,9 +11,9 @@ import torch
 from tests.training.helpers import synthetic_images
 
 from pairsim.losses import get_loss_class, list_losses
-from pairsim.training.checkpoint import load_checkpoint, load_embedding_model
+from pairsim.models import embed, load_embedding_model, read_state
 from pairsim.training.config import TrainConfig, load_config
-from pairsim.training.evaluate import embed_images, evaluate_model
+from pairsim.training.evaluate import evaluate_model
 from pairsim.training.metrics_log import read_metrics
 from pairsim.training.trainer import Trainer, lr_factor
 
@@ -50,7 +50,7 @@ def test_training_beats_the_untrained_model_on_held_out_classes(tmp_path: Path) 
     assert sum(r["sp_mean"] - r["sn_mean"] for r in last) > sum(r["sp_mean"] - r["sn_mean"] for r in first)
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "last.pt").exists()
     assert result.best_checkpoint is not None
-    assert load_checkpoint(result.best_checkpoint)["best"] == result.best_precision_at_1
+    assert read_state(result.best_checkpoint)["best"] == result.best_precision_at_1
 
 
 def test_embedding_model_reloads_from_a_checkpoint(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_embedding_model_reloads_from_a_checkpoint(tmp_path: Path) -> None:
     assert not model.training
     trainer = Trainer(tiny_config(tmp_path / "again", "steps=3", "eval_every=0"), train, None, False)
     trainer.run()
-    torch.testing.assert_close(embed_images(model, train.images), embed_images(trainer.model, train.images))
+    torch.testing.assert_close(embed(model, train.images), embed(trainer.model, train.images))
 
 
 def paradigms() -> list[tuple[str, bool]]:
@@ -112,7 +112,7 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
     train = synthetic_images(8, 4, seed=0)
     Trainer(tiny_config(tmp_path, "steps=2", "eval_every=0"), train, None, False).run()
     other = Trainer(tiny_config(tmp_path, "steps=4", "eval_every=0", "optim.lr=0.5"), train, None, False)
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=r"another configuration: optim\.lr \(0\.001 -> 0\.5\); resume"):
         other.run(resume=True)
 
 

@@ -11,7 +11,8 @@ def register(subparsers: Any) -> None:
     """Add the ``consolidate`` sub-command."""
     parser = subparsers.add_parser(
         "consolidate",
-        help="merge a torchrun checkpoint (last.pt/best.pt and its ranks/ files) into one single-process file",
+        help="merge a torchrun checkpoint and its rank files into one file",
+        description="Merge a multi-process checkpoint and its ranks/ files into one file with all class proxies.",
     )
     parser.add_argument("checkpoint", help="the summary file of a multi-process run, e.g. runs/x/last.pt")
     parser.add_argument("--out", default=None, help="output file (default: CHECKPOINT with a .consolidated.pt suffix)")

@@ -17,13 +17,14 @@ import argparse
 import json
 import math
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pairsim._io import write_text_atomic
+from pairsim.cli._console import print_table
 from pairsim.evaluation import (
     all_pair_similarities,
     clustering_scores,
@@ -48,7 +49,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("source", help="EMBEDDINGS.npz, or a trainer CHECKPOINT (.pt)")
     parser.add_argument("data", nargs="?", help="data set name, with a CHECKPOINT")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="retrieval")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="retrieval", help="what to measure (default retrieval)"
+    )
     parser.add_argument("--split", default="test", help="data set split, with a CHECKPOINT (default: test)")
     parser.add_argument("--root", default=None, help="data set cache directory or user folder, with a CHECKPOINT")
     parser.add_argument("--max-classes", type=int, default=None, help="evaluate on a subset of the split's classes")
@@ -64,12 +67,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write ``OUT.json`` and ``OUT.md``, print the table; returns 0, or 2 on bad input."""
     started = time.perf_counter()
-    try:
-        arrays = load_inputs(args)
-        metrics = evaluate(arrays, args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"pairsim eval: error: {err}", file=sys.stderr)
-        return 2
+    arrays = load_inputs(args)
+    metrics = evaluate(arrays, args)
     report = {
         "command": command_line(args),
         "source": args.source,
@@ -81,12 +80,10 @@ def run(args: argparse.Namespace) -> int:
         "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     title = f"{args.protocol} evaluation of {args.source}" + (f" on {args.data}" if args.data else "")
-    table = markdown_table(metrics, title)
-    Path(f"{out}.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    Path(f"{out}.md").write_text(table)
-    print(table, end="")
+    write_text_atomic(f"{out}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(f"{out}.md", markdown_table(metrics, title))
+    print_table(title, ("metric", "value"), [(name, format_value(name, value)) for name, value in metrics.items()])
     print(f"wrote {out}.json and {out}.md")
     return 0
 
@@ -117,17 +114,14 @@ def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
         return arrays
     if args.data is None:
         raise ValueError("a CHECKPOINT needs a DATA argument (a data set name), or give an EMBEDDINGS.npz")
-    if not source.exists():
-        raise FileNotFoundError(f"no checkpoint at {source}")
     from pairsim.data import load_dataset
-    from pairsim.training.checkpoint import load_embedding_model
-    from pairsim.training.evaluate import embed_images
+    from pairsim.models import embed, load_embedding_model
 
-    model, prep = load_embedding_model(source)
+    model, prep = load_embedding_model(source)  # FileNotFoundError / ValueError naming the file
     image_set = load_dataset(
         args.data, split=args.split, root=args.root, image_size=prep.image_size, max_classes=args.max_classes
     )
-    embeddings = embed_images(model, image_set.images, batch_size=args.batch_size)
+    embeddings = embed(model, image_set.images, batch_size=args.batch_size)
     return {"embeddings": embeddings.numpy(), "labels": np.asarray(image_set.labels)}
 
 
@@ -188,12 +182,17 @@ def markdown_table(metrics: dict[str, float], title: str) -> str:
         | num_queries | 10 |
     """
     lines = [f"### {title}", "", "| metric | value |", "|---|---:|"]
-    for name, value in metrics.items():
-        if math.isnan(value):
-            shown = "n/a"
-        elif name.startswith("num_"):
-            shown = str(int(value))
-        else:
-            shown = f"{value:.4f}"
-        lines.append(f"| {name} | {shown} |")
+    lines += [f"| {name} | {format_value(name, value)} |" for name, value in metrics.items()]
     return "\n".join(lines) + "\n"
+
+
+def format_value(name: str, value: float) -> str:
+    """A metric as shown: counts (``num_*``) as integers, NaN as ``n/a``, others with 4 decimals.
+
+    Example:
+        >>> format_value("num_queries", 10.0), format_value("auc", 0.98765), format_value("tar", float("nan"))
+        ('10', '0.9877', 'n/a')
+    """
+    if math.isnan(value):
+        return "n/a"
+    return str(int(value)) if name.startswith("num_") else f"{value:.4f}"

@@ -8,58 +8,55 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from pairsim.cli._console import print_table
 
 # The same as pairsim.index.vectors.KINDS (a test checks); not imported, so `pairsim --help` stays light.
 KINDS = ("auto", "flat", "ivf", "hnsw")
+IMAGES_HELP = "IMAGES is a folder of class sub-folders, a path,label CSV, or a data set split NAME:SPLIT[:MAX_CLASSES]."
 
 
 def register(subparsers: Any) -> None:
     """Add the ``index`` sub-command and its four actions."""
-    parser = subparsers.add_parser("index", help="build and update a retrieval index (faiss + SQLite)")
-    actions = parser.add_subparsers(dest="action", required=True)
+    parser = subparsers.add_parser(
+        "index",
+        help="build and update a retrieval index (faiss + SQLite)",
+        description="Build, update and inspect a retrieval index directory. " + IMAGES_HELP,
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions")
 
     build = actions.add_parser("build", help="embed images with a checkpoint into a new index directory")
     build.add_argument("checkpoint", help="trainer checkpoint (last.pt / best.pt)")
     build.add_argument("images", help="folder, CSV, or NAME:SPLIT[:MAX_CLASSES]")
     build.add_argument("--out", required=True, help="index directory to create")
     build.add_argument("--kind", choices=KINDS, default="auto", help="faiss index (auto: exact, HNSW when large)")
-    build.add_argument("--batch-size", type=int, default=256)
+    build.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     build.set_defaults(func=run_build)
 
     add = actions.add_parser("add", help="embed more images into an index (atomic)")
-    add.add_argument("directory")
+    add.add_argument("directory", help="index directory")
     add.add_argument("images", help="folder, CSV, or NAME:SPLIT[:MAX_CLASSES]")
     add.add_argument("--checkpoint", help="embed with this checkpoint (must be the index's model)")
-    add.add_argument("--batch-size", type=int, default=256)
+    add.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     add.set_defaults(func=run_add)
 
     remove = actions.add_parser("remove", help="remove items by id (atomic, all or none)")
-    remove.add_argument("directory")
-    remove.add_argument("ids", nargs="+", type=int, metavar="ID")
+    remove.add_argument("directory", help="index directory")
+    remove.add_argument("ids", nargs="+", type=int, metavar="ID", help="item ids to remove")
     remove.set_defaults(func=run_remove)
 
     info = actions.add_parser("info", help="counts, model and index settings of an index")
-    info.add_argument("directory")
+    info.add_argument("directory", help="index directory")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
-
-
-def _fail(error: BaseException) -> int:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else error
-    print(f"pairsim index: error: {message}", file=sys.stderr)
-    return 2
 
 
 def run_build(args: argparse.Namespace) -> int:
     """Build; prints the summary and how to search."""
     from pairsim.index import build_index
 
-    try:
-        result = build_index(args.checkpoint, args.images, args.out, kind=args.kind, batch_size=args.batch_size)
-    except (ValueError, KeyError, OSError) as error:
-        return _fail(error)
+    result = build_index(args.checkpoint, args.images, args.out, kind=args.kind, batch_size=args.batch_size)
     print(f"built {result.directory}: {result.added} items in {result.seconds:.1f} s")
     print(f"search it: pairsim search {result.directory} QUERY_IMAGE -k 10")
     return 0
@@ -69,10 +66,7 @@ def run_add(args: argparse.Namespace) -> int:
     """Add; prints how many were added and the new total."""
     from pairsim.index import add_images
 
-    try:
-        result = add_images(args.directory, args.images, checkpoint=args.checkpoint, batch_size=args.batch_size)
-    except (ValueError, KeyError, OSError) as error:
-        return _fail(error)
+    result = add_images(args.directory, args.images, checkpoint=args.checkpoint, batch_size=args.batch_size)
     print(f"added {result.added} items to {result.directory}; {result.total} in all ({result.seconds:.1f} s)")
     return 0
 
@@ -81,11 +75,8 @@ def run_remove(args: argparse.Namespace) -> int:
     """Remove; exit code 2 (nothing removed) when an id is unknown."""
     from pairsim.index import IndexStore
 
-    try:
-        store = IndexStore(args.directory)
-        removed = store.remove(args.ids)
-    except (ValueError, KeyError, OSError) as error:
-        return _fail(error)
+    store = IndexStore(args.directory)
+    removed = store.remove(args.ids)
     print(f"removed {len(removed)} items from {store.directory}; {len(store)} left")
     return 0
 
@@ -94,14 +85,9 @@ def run_info(args: argparse.Namespace) -> int:
     """Print the index's counts and settings."""
     from pairsim.index import IndexStore
 
-    try:
-        info = IndexStore(args.directory).info()
-    except (ValueError, OSError) as error:
-        return _fail(error)
+    info = IndexStore(args.directory).info()
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        width = max(map(len, info))
-        for key, value in info.items():
-            print(f"{key:<{width}}  {value}")
+        print_table(str(args.directory), ("setting", "value"), [(key, value) for key, value in info.items()])
     return 0

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from pairsim._io import atomic_directory
 from pairsim.data.base import Built
 
 _FORMAT = 1
@@ -21,33 +20,26 @@ def default_root() -> Path:
 
 
 def write_built(built: Built, directory: Path) -> None:
-    """Write ``built`` to ``directory`` atomically: into a sibling temp directory, then rename.
+    """Write ``built`` to ``directory`` atomically (:func:`pairsim._io.atomic_directory`).
 
     A reader therefore sees either no cache or a complete one, even if the build is killed.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        np.save(tmp / "images.npy", np.ascontiguousarray(built.images))
-        np.save(tmp / "labels.npy", built.labels.astype(np.int64))
-        names = sorted(set(built.sources))
-        ids = {name: i for i, name in enumerate(names)}
-        np.save(tmp / "source_ids.npy", np.array([ids[s] for s in built.sources], dtype=np.int32))
-        if built.holdout is not None:
-            np.save(tmp / "holdout.npy", built.holdout.astype(bool))
-        meta = {"format": _FORMAT, "keys": list(built.keys), "source_names": names, "skipped": list(built.skipped)}
-        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
-        (tmp / "report.json").write_text(json.dumps(dict(built.report), indent=1, ensure_ascii=False))
-        try:
-            os.rename(tmp, directory)
-        except OSError:
-            # Another process finished the same deterministic build first; its copy is as good.
-            if not (directory / "meta.json").exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_directory(directory) as tmp:
+            np.save(tmp / "images.npy", np.ascontiguousarray(built.images))
+            np.save(tmp / "labels.npy", built.labels.astype(np.int64))
+            names = sorted(set(built.sources))
+            ids = {name: i for i, name in enumerate(names)}
+            np.save(tmp / "source_ids.npy", np.array([ids[s] for s in built.sources], dtype=np.int32))
+            if built.holdout is not None:
+                np.save(tmp / "holdout.npy", built.holdout.astype(bool))
+            meta = {"format": _FORMAT, "keys": list(built.keys), "source_names": names, "skipped": list(built.skipped)}
+            (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
+            (tmp / "report.json").write_text(json.dumps(dict(built.report), indent=1, ensure_ascii=False))
+    except FileExistsError:
+        # Another process finished the same deterministic build first; its copy is as good.
+        if not (directory / "meta.json").exists():
+            raise
 
 
 def read_built(directory: Path) -> Built | None:

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from pairsim._optional import require
 from pairsim.data.base import Built, ImageSet
 from pairsim.data.cache import default_root, read_built, write_built
 from pairsim.data.splits import CLASS_SPLITS, PROVIDER_SPLITS, pick_classes, split_classes
@@ -208,11 +209,9 @@ def _select(built: Built, chosen: list[str], name: str, split: str) -> ImageSet:
 
 def _load_builtin_datasets() -> None:
     # Importing each module runs its @register_dataset.
-    try:
-        from pairsim.data import emoji, fashion_mnist, folder, hangul_fonts  # noqa: F401
-    except ImportError as error:  # Pillow and fontTools come with the [train] extra
-        message = f"pairsim's data sets need the [train] extra: pip install 'pairsim[train]' ({error})"
-        raise ImportError(message) from error
+    require("PIL", "pairsim's data sets")  # the rendered data sets read images and fonts
+    require("fontTools", "pairsim's data sets")
+    from pairsim.data import emoji, fashion_mnist, folder, hangul_fonts  # noqa: F401
 
 
 _DATASETS: Registry[type[DatasetBuilder]] = Registry("data set", _load_builtin_datasets)

@@ -70,7 +70,8 @@ class PKSampler:
         if self.batches_per_epoch == 0:
             raise ValueError(
                 f"{len(self.classes)} classes with >= {min_per_class} samples cannot fill one batch of "
-                f"P={self.P} classes on each of {world_size} ranks"
+                f"P={self.P} classes on each of {world_size} ranks: set sampler.classes_per_batch to at most "
+                f"{max(1, len(self.classes) // world_size)}, or train on more classes"
             )
 
     @property

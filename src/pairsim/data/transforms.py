@@ -1,10 +1,10 @@
-"""Tensor image transforms: uint8 to float, resizing, and kornia augmentations for training."""
+"""Tensor image transforms: resizing, and kornia augmentations for training (uint8 to float is the model's:
+``pairsim.models.to_float``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -13,14 +13,17 @@ from torch import Tensor, nn
 class AugmentConfig:
     """Random geometric and photometric jitter for training batches (none of it flips: glyphs are chiral).
 
+    All zeros (and ``scale`` ``(1.0, 1.0)``), the default, is no augmentation.
+
     Attributes:
-        degrees: maximum rotation, in degrees.
-        translate: maximum shift, as a fraction of the side.
-        scale: ``(min, max)`` zoom factors.
-        shear: maximum shear, in degrees.
-        brightness: maximum brightness change (0 disables colour jitter).
-        contrast: maximum contrast change.
-        p: probability of applying the affine transform to an image.
+        degrees: maximum rotation, in degrees: an angle drawn in ``[-degrees, degrees]``.
+        translate: maximum shift, as a fraction of the side, drawn for each axis.
+        scale: ``(min, max)`` zoom factors (both 1.0: no zoom).
+        shear: maximum shear parallel to the x axis, in degrees.
+        brightness: maximum brightness change: a factor drawn in ``[1 - brightness, 1 + brightness]``.
+        contrast: maximum contrast change: a factor drawn in ``[1 - contrast, 1 + contrast]`` (with
+            ``brightness`` 0 too, no colour jitter).
+        p: probability of applying the affine transform to an image, and, separately, the colour jitter.
     """
 
     degrees: float = 0.0
@@ -37,18 +40,6 @@ class AugmentConfig:
         return bool(
             self.degrees or self.translate or self.scale != (1.0, 1.0) or self.shear or self.brightness or self.contrast
         )
-
-
-def to_float(images: Tensor) -> Tensor:
-    """``(N, C, H, W)`` uint8 to float32 in ``[0, 1]``.
-
-    Example:
-        >>> to_float(torch.tensor([[[[0, 255]]]], dtype=torch.uint8)).tolist()
-        [[[[0.0, 1.0]]]]
-    """
-    # Standard strides whatever the input's: numpy views of (N, 1, H, W) data can carry strides that torch reads
-    # as channels-last, and the convolutions' results (last bits) depend on the layout they are given.
-    return images.to(dtype=torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
 def resize(images: Tensor, size: int) -> Tensor:

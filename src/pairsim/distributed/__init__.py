@@ -14,51 +14,24 @@ average over the ``W`` ranks yields the single-process gradient; rank-owned prox
 exact gradient. Everything also runs in a single process without a process group.
 """
 
-from pairsim.distributed.comm import (
-    COMM_LOG,
-    CommLog,
-    all_gather_rows,
-    all_reduce_logsumexp,
-    all_reduce_sum,
-    gather_with_grad,
-    world,
-)
-from pairsim.distributed.heads import ArcFaceHead, CircleHead, CosFaceHead, ProxyHead, SoftmaxHead, head_for
-from pairsim.distributed.logsumexp import local_negative_logsumexp
-from pairsim.distributed.pair_wise import (
-    GlobalPairLoss,
-    anchor_weights,
-    exclude_self,
-    global_pair_loss,
-    register_anchor_weights,
-)
-from pairsim.distributed.sharded import ShardedProxyLoss, create_sharded_loss, sample_classes
+# What users call. Building blocks of the losses (the heads, the sharded logsumexp, the collectives'
+# log, anchor weights) stay in their modules: pairsim.distributed.heads, .logsumexp, .comm, .pair_wise.
+from pairsim.distributed.comm import all_gather_rows, all_reduce_sum, gather_with_grad, world
+from pairsim.distributed.pair_wise import GlobalPairLoss, global_pair_loss, register_anchor_weights
+from pairsim.distributed.sharded import ShardedProxyLoss, create_sharded_loss
 from pairsim.distributed.shards import ProxyShard, consolidate_shards, shard_ranges, split_proxies
 
 __all__ = [
-    "COMM_LOG",
-    "ArcFaceHead",
-    "CircleHead",
-    "CommLog",
-    "CosFaceHead",
     "GlobalPairLoss",
-    "ProxyHead",
     "ProxyShard",
     "ShardedProxyLoss",
-    "SoftmaxHead",
     "all_gather_rows",
-    "all_reduce_logsumexp",
     "all_reduce_sum",
-    "anchor_weights",
     "consolidate_shards",
     "create_sharded_loss",
-    "exclude_self",
     "gather_with_grad",
     "global_pair_loss",
-    "head_for",
-    "local_negative_logsumexp",
     "register_anchor_weights",
-    "sample_classes",
     "shard_ranges",
     "split_proxies",
     "world",

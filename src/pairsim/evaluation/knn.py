@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pairsim._optional import require
 from pairsim.evaluation import tiled
 from pairsim.evaluation._inputs import check_k
 
@@ -216,7 +217,7 @@ def _faiss_heap_topk(scores: Tensor, width: int) -> tuple[Tensor, Tensor] | None
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or not scores.is_contiguous():
         return None
     try:
-        faiss = import_faiss()
+        faiss = require("faiss", "the faiss k-NN search")
     except ImportError:  # pragma: no cover - depends on the environment
         return None
     block = scores.numpy()
@@ -243,7 +244,7 @@ def _faiss(
     hnsw_m: int,
     hnsw_ef_search: int,
 ) -> Neighbours:
-    faiss = import_faiss()
+    faiss = require("faiss", "the faiss k-NN search")
     ref = reference.detach().float().cpu().numpy()
     if method == "faiss":
         index: Any = faiss.IndexFlatIP(ref.shape[1])
@@ -272,12 +273,3 @@ def _drop_self(i: np.ndarray, s: np.ndarray, self_idx: np.ndarray, k: int) -> tu
     is_self[~is_self.any(axis=1), -1] = True
     keep = ~is_self
     return i[keep].reshape(len(i), k), s[keep].reshape(len(s), k)
-
-
-def import_faiss() -> Any:
-    """The faiss module, or an error naming the extra that installs it."""
-    try:
-        import faiss
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("this evaluator needs faiss: pip install 'pairsim[faiss]'") from err
-    return faiss

@@ -1,15 +1,12 @@
 """From a checkpoint and images to an index, and from a query image to its neighbours.
 
-The functions here glue the model (``pairsim.training.checkpoint``), the image inputs
+The functions here glue the model file (:mod:`pairsim.models.files`), the image inputs
 (:mod:`pairsim.index.images`) and the storage (:class:`~pairsim.index.store.IndexStore`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,44 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
+from pairsim import models
+from pairsim._io import atomic_directory
 from pairsim.data.base import ImageSet
-from pairsim.index.images import StoredImage, decode_image, iter_images, store_image
-from pairsim.index.manifest import Manifest, file_sha256, model_fingerprint
+from pairsim.index.images import StoredImage, decode_image, iter_images, store_image, sync_store_directories
+from pairsim.index.manifest import Manifest, file_sha256
 from pairsim.index.records import Hit, NewItem
 from pairsim.index.store import IndexStore
-from pairsim.models import EmbeddingModel, Preprocessing
+from pairsim.models import EmbeddingModel, LoadedModel
 
 MODEL_FILE = "model.pt"
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """An embedding model with what identifies it."""
-
-    model: EmbeddingModel
-    preprocessing: Preprocessing
-    fingerprint: str
-    spec: dict[str, object]
-
-
 def load_model(checkpoint: str | Path) -> LoadedModel:
     """The embedding model of a trainer checkpoint (or of an index's ``model.pt``), with its fingerprint."""
-    from pairsim.training.checkpoint import load_checkpoint, load_embedding_model
-
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
-    state = load_checkpoint(checkpoint)
-    if "model_spec" not in state or "model" not in state:
-        raise ValueError(f"{checkpoint} is not a pairsim checkpoint (no model_spec / model)")
-    model, prep = load_embedding_model(checkpoint)
-    return LoadedModel(model, prep, model_fingerprint(state["model_spec"], state["model"]), state["model_spec"])
+    return models.load_model(checkpoint)
 
 
 def embed(model: EmbeddingModel, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``(N, C, S, S)`` uint8 images to ``(N, D)`` float32 unit embeddings."""
-    from pairsim.training.evaluate import embed_images
-
-    return embed_images(model, pixels, batch_size=batch_size).numpy().astype(np.float32)
+    return models.embed(model, pixels, batch_size=batch_size).numpy().astype(np.float32)
 
 
 def add_stored_images(
@@ -85,6 +64,7 @@ def prepare_images(
     for im in images:
         path, digest = store_image(store.images_dir, im.data, im.suffix)
         items.append(NewItem(path, digest, im.label, im.source))
+    sync_store_directories(store.images_dir, [item.path for item in items])
     return vectors, items
 
 
@@ -135,12 +115,8 @@ def build_index(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists; add images to it with `pairsim index add` or choose another --out")
     loaded = load_model(checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    try:
-        from pairsim.training.checkpoint import save_atomic
-
-        save_atomic({"model_spec": loaded.spec, "model": loaded.model.state_dict()}, work / MODEL_FILE)
+    with atomic_directory(out) as work:
+        models.save_model_file({"model_spec": loaded.spec, "model": loaded.model.state_dict()}, work / MODEL_FILE)
         manifest = Manifest(
             model_name=str(loaded.spec["name"]),
             model_fingerprint=loaded.fingerprint,
@@ -152,12 +128,6 @@ def build_index(
         )
         store = IndexStore.create(work, manifest, kind=kind)
         added = _add_all(store, loaded, images, batch_size, say, embeddings)
-        if out.exists():
-            out.rmdir()
-        os.rename(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return BuildResult(out, added, added, time.perf_counter() - started)
 
 
@@ -236,29 +206,3 @@ class Searcher:
         """Add one image file's bytes as a new item; returns its id."""
         pixels = decode_image(data, self.loaded.preprocessing)
         return add_stored_images(self.store, self.loaded.model, [StoredImage(pixels, data, suffix, label, source)])[0]
-
-
-def build_demo_index(
-    checkpoint: str | Path,
-    held_out: ImageSet,
-    out: str | Path = "runs/demo/index",
-    embeddings: np.ndarray | None = None,
-    say: Callable[[str], None] = print,
-) -> BuildResult:
-    """The demo's last step: index the held-out images (replacing an older ``out``) and say how to serve it.
-
-    Args:
-        checkpoint: the trained model (the run's ``last.pt``).
-        held_out: the held-out image set.
-        out: the index directory.
-        embeddings: ``(N, D)`` embeddings of ``held_out`` by that model, when already computed.
-        say: where the messages go.
-    """
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    result = build_index(checkpoint, held_out, out, embeddings=embeddings)
-    say(f"indexed {result.added} held-out images in {out} ({result.seconds:.1f} s)")
-    say(f"search it:  pairsim search {out} QUERY_IMAGE -k 10")
-    say(f"serve it:   pairsim serve {out} --port 8000   (then open http://127.0.0.1:8000/)")
-    return result

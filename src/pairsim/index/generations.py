@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pairsim.evaluation.knn import import_faiss
+from pairsim._io import atomic_write
+from pairsim._optional import require
 
 
 def faiss_path(directory: Path, generation: int) -> Path:
@@ -31,11 +31,9 @@ def faiss_path(directory: Path, generation: int) -> Path:
 
 def write_faiss(index: Any, path: Path) -> None:
     """Write ``index`` to ``path`` completely (temporary file, fsync, rename) or not at all."""
-    tmp = path.with_suffix(".faiss.tmp")
-    import_faiss().write_index(index, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    faiss = require("faiss", "the retrieval index")
+    with atomic_write(path) as f:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
 
 
 @contextlib.contextmanager

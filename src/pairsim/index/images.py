@@ -10,21 +10,19 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-try:
-    from PIL import Image, ImageOps
-except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError(f"pairsim.index needs Pillow: pip install 'pairsim[serve]' ({error})") from error
-
+from pairsim._io import fsync_directory, write_bytes_atomic
+from pairsim._optional import require
 from pairsim.data.base import ImageSet
 from pairsim.models import Preprocessing
+
+require("PIL", "the retrieval index")
+from PIL import Image, ImageOps  # noqa: E402  (after the check that names the extra)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +108,7 @@ def checksum(data: bytes) -> str:
 
 
 def store_image(images_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
-    """Write ``data`` into the store (temporary file + rename, skipped when present).
+    """Write ``data`` into the store (atomically and durably, skipped when present).
 
     Returns:
         ``(path relative to the store, checksum)``.
@@ -119,16 +117,16 @@ def store_image(images_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
     relative = f"{digest[:2]}/{digest}{suffix.lower()}"
     target = images_dir / relative
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # The directory entry is made durable by the caller, once per directory (sync_store_directories).
+        write_bytes_atomic(target, data, sync_directory=False)
     return relative, digest
+
+
+def sync_store_directories(images_dir: Path, relatives: list[str]) -> None:
+    """fsync the store directories of the files ``relatives`` (after :func:`store_image`), each once."""
+    for directory in sorted({(images_dir / relative).parent for relative in relatives}):
+        fsync_directory(directory)
+    fsync_directory(images_dir)
 
 
 def resolve_in_store(images_dir: Path, relative: str) -> Path:

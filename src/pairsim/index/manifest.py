@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+from pairsim._io import write_text_atomic
 
 #: Bumped when the directory layout changes; an index of another format is refused on open.
 FORMAT_VERSION = 1
@@ -27,7 +25,7 @@ class Manifest:
 
     Attributes:
         model_name: the registry name of the embedding model (``pairsim.models.list_models()``).
-        model_fingerprint: SHA-256 of the model's spec and weights (:func:`model_fingerprint`).
+        model_fingerprint: SHA-256 of the model's spec and weights (``pairsim.models.model_fingerprint``).
         checkpoint_sha256: SHA-256 of the checkpoint file the index was built from.
         checkpoint_path: where that checkpoint was (informative; the model is copied into the index).
         embedding_dim: ``D``.
@@ -65,20 +63,6 @@ class Manifest:
             )
 
 
-def model_fingerprint(spec: dict[str, Any], state_dict: dict[str, Any]) -> str:
-    """SHA-256 over a model's spec (name, dim, preprocessing) and every weight (name, dtype, shape, bytes).
-
-    Two checkpoints of the same weights (``best.pt`` and ``last.pt`` after the last improvement) share it;
-    any change of a weight or of the preprocessing changes it.
-    """
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -88,24 +72,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, then rename over it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(manifest: Manifest, directory: Path) -> None:
     """``directory/manifest.json``, atomically."""
-    write_json_atomic(dataclasses.asdict(manifest), directory / "manifest.json")
+    write_text_atomic(
+        directory / "manifest.json", json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True) + "\n"
+    )
 
 
 def read_manifest(directory: Path) -> Manifest:

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from pairsim.evaluation.knn import import_faiss
+from pairsim._optional import require
 from pairsim.index import vectors as fv
 from pairsim.index.generations import faiss_path, sweep, write_faiss, write_transaction
 from pairsim.index.images import resolve_in_store
-from pairsim.index.manifest import Manifest, read_manifest
+from pairsim.index.manifest import Manifest, read_manifest, write_manifest
 from pairsim.index.records import Hit, Item, NewItem, Snapshot, create_database
 
 
@@ -65,8 +65,6 @@ class IndexStore:
     @classmethod
     def create(cls, directory: str | Path, manifest: Manifest, kind: str = "auto") -> IndexStore:
         """Make an empty index in ``directory`` (created; must not hold an index already)."""
-        from pairsim.index.manifest import write_manifest
-
         directory = Path(directory)
         fv.resolve_kind(kind, 0)  # validates the name
         if (directory / "manifest.json").exists():
@@ -116,7 +114,9 @@ class IndexStore:
         generation = int(meta["generation"])
         count = int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
         try:
-            index = fv.tune(import_faiss().read_index(str(faiss_path(self.directory, generation))))
+            index = fv.tune(
+                require("faiss", "the retrieval index").read_index(str(faiss_path(self.directory, generation)))
+            )
             if int(index.ntotal) != count or index.d != self.manifest.embedding_dim:
                 raise ValueError("faiss file does not match the items table")
         except (RuntimeError, ValueError):
@@ -258,7 +258,7 @@ class IndexStore:
             count = int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
             kind = fv.resolve_kind(meta["kind"], count)
             if base.kind == kind and int(base.index.ntotal) + len(ids) == count and not fv.outgrown(base.index, count):
-                index = import_faiss().clone_index(base.index)
+                index = require("faiss", "the retrieval index").clone_index(base.index)
                 index.add_with_ids(embeddings, np.asarray(ids, np.int64))
             else:  # grew past the approximate-index threshold, or an IVF index outgrew its training
                 all_ids, vecs = self._vectors(conn)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pairsim.evaluation.knn import import_faiss
+from pairsim._optional import require
 
 KINDS = ("auto", "flat", "ivf", "hnsw")
 #: ``auto`` switches from the exact index to HNSW at this many items (see benchmarks/README.md).
@@ -42,7 +42,7 @@ def build_faiss(kind: str, dim: int, vectors: np.ndarray, ids: np.ndarray) -> An
 
     IVF uses :func:`ivf_cells` cells, trained on the vectors themselves (on one zero vector when empty).
     """
-    faiss = import_faiss()
+    faiss = require("faiss", "the retrieval index")
     if kind == "flat":
         inner = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
@@ -76,13 +76,13 @@ def ivf_cells(count: int) -> int:
 def outgrown(index: Any, count: int) -> bool:
     """Whether an IVF index trained on far fewer vectors than ``count`` should be retrained (its cells
     number less than half of :func:`ivf_cells`); rebuilding at each doubling keeps adds amortised."""
-    inner = import_faiss().downcast_index(index.index)
+    inner = require("faiss", "the retrieval index").downcast_index(index.index)
     return kind_of(index) == "ivf" and 2 * int(inner.nlist) < ivf_cells(count)
 
 
 def tune(index: Any) -> Any:
     """Set the search-time parameters (not all are kept in faiss files) on a loaded index; returns it."""
-    faiss = import_faiss()
+    faiss = require("faiss", "the retrieval index")
     inner = faiss.downcast_index(index.index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efSearch = HNSW_EF_SEARCH
@@ -93,7 +93,7 @@ def tune(index: Any) -> Any:
 
 def kind_of(index: Any) -> str:
     """The concrete kind of an ``IndexIDMap2`` made by :func:`build_faiss`."""
-    faiss = import_faiss()
+    faiss = require("faiss", "the retrieval index")
     inner = faiss.downcast_index(index.index)
     if isinstance(inner, faiss.IndexHNSW):
         return "hnsw"

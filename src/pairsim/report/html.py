@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pairsim._io import write_text_atomic
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -75,5 +77,5 @@ def write_report(
         )
     parts.append("</body></html>")
     path = Path(path)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(path, "\n".join(parts))
     return path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import logging
 import re
 import types
 import typing
@@ -14,6 +16,9 @@ from typing import Any, TypeVar
 import yaml
 
 from pairsim.data.transforms import AugmentConfig
+from pairsim.losses import get_loss_class
+
+log = logging.getLogger(__name__)
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -22,13 +27,19 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 class DataConfig:
     """Which images to train and evaluate on (see ``pairsim.data.load_dataset``).
 
+    Training always uses the ``"train"`` split: half of the classes, chosen by a seeded hash of their keys.
+
     Attributes:
-        name: data set name.
-        root: data directory (``None``: the cache ``data/`` or ``$PAIRSIM_DATA``).
-        image_size: side the images are built at (``None``: the data set's default).
-        max_classes: keep this many training classes (``None``: all).
-        eval_split: split of the held-out classes evaluated every epoch.
-        eval_max_classes: how many held-out classes the periodic evaluation uses (``None``: all).
+        name: a name from ``pairsim.data.list_datasets()``: ``"hangul-fonts"``, ``"emoji"``,
+            ``"fashion-mnist"``, or ``"folder"`` (your own images, at ``root``).
+        root: the cache directory of the built data sets (``None``: ``$PAIRSIM_DATA``, else ``data/``);
+            for ``"folder"``, your images (required): a directory with one sub-folder per class, or a
+            CSV of ``path,label`` rows, whose build is cached in the default cache directory.
+        image_size: side of the square images (``None``: the data set's default, 64; fashion-mnist 28).
+        max_classes: train on a deterministic subset of this many training classes (``None``: all).
+        eval_split: the split evaluated during training: ``"test"``, the classes held out of training, or
+            another split of ``pairsim.data.load_dataset`` (``"all"``; fashion-mnist's own ``"test-all"``).
+        eval_max_classes: how many classes of ``eval_split`` the periodic evaluation uses (``None``: all).
     """
 
     name: str = "hangul-fonts"
@@ -41,7 +52,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Arguments of ``pairsim.models.create_model``."""
+    """The embedding network: the arguments of ``pairsim.models.create_model``.
+
+    Attributes:
+        name: a name from ``pairsim.models.list_models()``: ``"efficientnet-lite0"`` (has ImageNet weights;
+            any image size) or ``"small-cnn"`` (four conv blocks trained from scratch, for small grayscale images).
+        embedding_dim: ``D``, the size of the L2-normalised embedding.
+        pretrained: start the backbone from its published weights (an error for a model without any).
+    """
 
     name: str = "efficientnet-lite0"
     embedding_dim: int = 128
@@ -56,7 +74,8 @@ class LossConfig:
         name: a name from ``pairsim.list_losses()``.
         class_level: score against learnable class proxies (one per training class) instead of the batch.
         params: the loss's own constructor arguments, e.g. ``{"m": 0.4, "gamma": 80}`` or
-            ``{"margin": 0.1, "mining": "batch_hard"}``.
+            ``{"margin": 0.1, "mining": "batch_hard"}``, checked against its signature when the
+            configuration is read.
         sample_ratio: class-level only: the share of negative classes scored per step (Partial FC);
             1.0, the default, is the exact loss.
     """
@@ -90,7 +109,14 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """The P-K sampler: ``P`` classes times ``K`` samples per batch."""
+    """The P-K sampler: ``P`` classes times ``K`` samples per batch, so every anchor has ``K - 1`` positives.
+
+    Attributes:
+        classes_per_batch: ``P``, classes per batch (per rank under torchrun); the training split needs at
+            least ``P`` classes with 2 or more images.
+        samples_per_class: ``K``, images drawn from each of the batch's classes (with replacement when a
+            class has fewer).
+    """
 
     classes_per_batch: int = 32
     samples_per_class: int = 4
@@ -101,9 +127,16 @@ class TrainConfig:
     """Everything a run depends on; written, resolved, next to its checkpoints.
 
     Attributes:
-        steps: optimisation steps.
+        data: which images to train and evaluate on.
+        model: the embedding network.
+        loss: the training loss and its hyper-parameters.
+        optim: the optimiser and its learning-rate schedule.
+        sampler: how training batches are drawn.
+        augment: random jitter of the training images.
+        steps: optimisation steps (may change on ``--resume``, e.g. to train longer).
         seed: seeds the model's initialisation, the sampler and the augmentations.
-        out_dir: where checkpoints, the metrics log and the resolved config go.
+        out_dir: where checkpoints, the metrics log and the resolved config go (may change on ``--resume``:
+            a run directory may be moved, then resumed).
         checkpoint_every: write ``last.pt`` every this many steps (and always at the end).
         eval_every: evaluate every this many steps (``None``: once per sampler epoch; 0: never).
         eval_batch_size: batch size when embedding the evaluation images.
@@ -174,7 +207,8 @@ def from_dict(cls: type[T], raw: Mapping[str, Any], where: str = "config") -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+        known = ", ".join(sorted(names))
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {known} (see docs/configuration.md)")
     values = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
     return cls(**values)
 
@@ -238,7 +272,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
         >>> apply_overrides({"loss": {"name": "circle"}}, ["loss.params.m=0.3", "steps=10"])
         {'loss': {'name': 'circle', 'params': {'m': 0.3}}, 'steps': 10}
     """
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(raw))) or {}
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(raw), sort_keys=False)) or {}  # a deep copy
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -253,12 +287,142 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The plain data of a YAML run configuration (an empty file: ``{}``).
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: naming the file, when it is not UTF-8 YAML or its top level is not a mapping.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no configuration file at {file}")
+    try:
+        with file.open(encoding="utf-8") as stream:  # a stream: YAML's errors name the file and line
+            raw = yaml.safe_load(stream)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file}: not valid YAML: {error}") from error
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{file}: expected a mapping of configuration keys at the top level, got {raw!r:.80}")
+    return raw
+
+
+# What the trainer passes to a class-level loss itself (see ``pairsim.training.loss_setup``): never ``loss.params``.
+TRAINER_LOSS_ARGS = frozenset({"num_classes", "embedding_dim"})
+
+
+def loss_parameters(name: str) -> tuple[str, ...] | None:
+    """The constructor parameters of the registered loss ``name`` that ``loss.params`` may set, in order.
+
+    ``None`` when the constructor takes ``**kwargs`` (then any name is passed on).
+
+    Raises:
+        ValueError: naming the unknown loss and the known ones (the registry's error).
+
+    Example:
+        >>> loss_parameters("triplet")
+        ('margin', 'mining')
+    """
+    parameters = inspect.signature(get_loss_class(name)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in named and p.name not in TRAINER_LOSS_ARGS)
+
+
+def resolve_config(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> tuple[TrainConfig, tuple[str, ...]]:
+    """The run configuration of ``raw`` (a YAML file's data) with ``key=value`` overrides, and notes for the user.
+
+    ``loss.params`` are checked against the constructor of the loss ``loss.name`` (less the trainer's own
+    ``num_classes`` and ``embedding_dim``), so that a bad one never reaches it. A parameter the loss does
+    not take is
+
+    - dropped, with a note, when an override changed ``loss.name`` and the parameter came from ``raw``
+      (``--set loss.name=triplet`` on a Circle-loss file drops its ``m`` and ``gamma``);
+    - dropped silently when it is one of :class:`LossConfig`'s default params (``raw`` and the
+      overrides give no ``loss.params``): Circle loss's ``m`` and ``gamma``;
+    - an error when an override set it, or when ``raw`` has it and the name was not changed.
+
+    Raises:
+        ValueError: on a bad key or value (naming its dotted path), an unknown loss (naming the known
+            ones), or a parameter the loss does not take (naming it, the loss and its parameters).
+
+    Example:
+        >>> raw = {"loss": {"name": "circle", "params": {"m": 0.4, "gamma": 80.0}}}
+        >>> config, notes = resolve_config(raw, ["loss.name=triplet", "loss.params.margin=0.2"])
+        >>> config.loss.params
+        {'margin': 0.2}
+        >>> notes[0]
+        'loss.params.m dropped: triplet does not take it (it takes margin, mining)'
+        >>> resolve_config(raw, ["loss.name=triplet", "loss.params.m=0.3"])
+        Traceback (most recent call last):
+        ...
+        ValueError: loss.params.m (set by an override): triplet does not take it (it takes margin, mining)
+    """
+    merged = apply_overrides(raw, overrides)
+    config = from_dict(TrainConfig, merged)
+    taken = loss_parameters(config.loss.name)
+    if taken is None:
+        return config, ()
+    by_overrides = _section(apply_overrides({}, overrides), "loss")
+    renamed = "name" in by_overrides and by_overrides["name"] != _section(raw, "loss").get("name", LossConfig().name)
+    defaults = "params" not in _section(merged, "loss")  # LossConfig's default params: no one wrote them
+    takes = f"it takes {', '.join(taken)}" if taken else "it takes no parameters"
+    kept: dict[str, float | str] = {}
+    notes, errors = [], []
+    for key, value in config.loss.params.items():
+        if key in taken:
+            kept[key] = value
+        elif key in _section(by_overrides, "params"):
+            errors.append(f"loss.params.{key} (set by an override)")
+        elif not (renamed or defaults):
+            errors.append(f"loss.params.{key}")
+        elif not defaults:
+            notes.append(f"loss.params.{key} dropped: {config.loss.name} does not take it ({takes})")
+    if errors:
+        them = "it" if len(errors) == 1 else "them"
+        raise ValueError(f"{' and '.join(errors)}: {config.loss.name} does not take {them} ({takes})")
+    if kept != config.loss.params:
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, params=kept))
+    return config, tuple(notes)
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def load_config_with_notes(
+    path: str | Path | None, overrides: Sequence[str] = ()
+) -> tuple[TrainConfig, tuple[str, ...]]:
+    """:func:`load_config`, and the notes of :func:`resolve_config` (dropped loss parameters) to show the user.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: the file is not a YAML mapping (naming it), or see :func:`resolve_config`.
+    """
+    return resolve_config(read_config_file(path) if path is not None else {}, overrides)
+
+
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML run configuration (``None``: the defaults) and apply ``key=value`` overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    return from_dict(TrainConfig, apply_overrides(raw, overrides))
+    """Read a YAML run configuration (``None``: the defaults) and apply ``key=value`` overrides.
+
+    The notes of :func:`resolve_config` (loss parameters dropped) are logged as warnings.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: the file is not a YAML mapping (naming it), or see :func:`resolve_config`.
+
+    Example:
+        >>> load_config(None, ["loss.name=triplet"]).loss.params  # the default Circle-loss m and gamma dropped
+        {}
+    """
+    config, notes = load_config_with_notes(path, overrides)
+    for note in notes:
+        log.warning("%s", note)
+    return config
 
 
 def dump_config(config: TrainConfig, path: str | Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pairsim.distributed.shards import ProxyShard, consolidate_shards
-from pairsim.training.checkpoint import load_checkpoint, save_atomic
+from pairsim.models import read_state, save_state
 from pairsim.training.parallel import Parallel
 
 RANKS_DIR = "ranks"
@@ -43,11 +43,11 @@ def save_collective(rank_state: dict[str, Any], summary: dict[str, Any], path: s
     """
     path, step = Path(path), int(summary["step"])
     mine = rank_file(path, step, parallel.rank, parallel.world_size)
-    save_atomic({**rank_state, "step": step, "rank": parallel.rank}, mine)
+    save_state({**rank_state, "step": step, "rank": parallel.rank}, mine)
     parallel.barrier()  # every rank's file of this step is on disk
     if parallel.is_main:
         names = [rank_file(path, step, r, parallel.world_size).name for r in range(parallel.world_size)]
-        save_atomic({**summary, "world_size": parallel.world_size, "rank_files": names}, path)
+        save_state({**summary, "world_size": parallel.world_size, "rank_files": names}, path)
     parallel.barrier()  # the summary points at this step: older files are no longer needed
     for old in mine.parent.glob(f"{path.stem}-step*-rank{parallel.rank}-of-{parallel.world_size}.pt"):
         if old != mine:
@@ -62,7 +62,7 @@ def load_collective(path: str | Path, parallel: Parallel) -> tuple[dict[str, Any
             processes, or its rank file is missing or of another step.
     """
     path = Path(path)
-    summary = load_checkpoint(path)
+    summary = read_state(path)
     if "rank_files" not in summary:
         raise ValueError(f"{path} is a single-process checkpoint: resume it without torchrun")
     if summary["world_size"] != parallel.world_size:
@@ -78,7 +78,7 @@ def _rank_state(path: Path, summary: dict[str, Any], rank: int) -> dict[str, Any
     file = path.parent / RANKS_DIR / summary["rank_files"][rank]
     if not file.exists():
         raise ValueError(f"{path} names {file}, which is missing: the checkpoint is incomplete")
-    state = load_checkpoint(file)
+    state = read_state(file)
     if state["step"] != summary["step"] or state["rank"] != rank:
         raise ValueError(f"{file} holds step {state['step']} of rank {state['rank']}, not step {summary['step']}")
     return state
@@ -99,7 +99,7 @@ def consolidate_checkpoint(path: str | Path, out: str | Path) -> dict[str, Any]:
         ValueError: if ``path`` is not a multi-process checkpoint or a rank file is missing.
     """
     path = Path(path)
-    summary = load_checkpoint(path)
+    summary = read_state(path)
     if "rank_files" not in summary:
         raise ValueError(f"{path} is already a single-process checkpoint")
     states = [_rank_state(path, summary, r)["loss"] for r in range(summary["world_size"])]
@@ -110,5 +110,5 @@ def consolidate_checkpoint(path: str | Path, out: str | Path) -> dict[str, Any]:
     consolidated = {
         key: summary[key] for key in ("step", "model", "model_spec", "config", "best") if key in summary
     } | {"loss": loss_state, "consolidated_from": summary["world_size"]}
-    save_atomic(consolidated, out)
+    save_state(consolidated, out)
     return consolidated

@@ -16,11 +16,10 @@ from torch import nn
 
 from pairsim.data.base import ImageSet
 from pairsim.data.sampler import PKSampler
-from pairsim.data.transforms import build_augmentation, to_float
+from pairsim.data.transforms import build_augmentation
 from pairsim.distributed import GlobalPairLoss
 from pairsim.losses import PairLoss
-from pairsim.models import EmbeddingModel, create_model
-from pairsim.training.checkpoint import load_checkpoint, model_spec, save_atomic
+from pairsim.models import EmbeddingModel, create_model, model_spec, read_state, save_state, to_float
 from pairsim.training.config import TrainConfig, dump_config, from_dict, to_dict
 from pairsim.training.diagnostics import similarity_diagnostics
 from pairsim.training.evaluate import evaluate_model
@@ -53,6 +52,34 @@ class TrainResult:
     best_precision_at_1: float | None
     final_eval: dict[str, float] | None
     seconds: float
+
+
+def config_differences(before: TrainConfig, after: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """The dotted keys whose values differ between two configurations, with both values.
+
+    Example:
+        >>> a = TrainConfig()
+        >>> b = dataclasses.replace(a, seed=1, loss=dataclasses.replace(a.loss, params={"m": 0.3, "gamma": 80.0}))
+        >>> config_differences(a, b)
+        [('loss.params.m', 0.4, 0.3), ('seed', 0, 1)]
+    """
+    flat_before, flat_after = _flatten(to_dict(before)), _flatten(to_dict(after))
+    missing = object()
+    return [
+        (key, flat_before.get(key), flat_after.get(key))
+        for key in sorted(flat_before.keys() | flat_after.keys())
+        if flat_before.get(key, missing) != flat_after.get(key, missing)
+    ]
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def lr_factor(step: int, total: int, warmup: int, final_ratio: float) -> float:
@@ -136,7 +163,6 @@ class Trainer:
             world_size=parallel.world_size,
         )
         self.augment = build_augmentation(config.augment)
-        self.images = torch.from_numpy(train_set.images)  # (N, C, H, W) uint8, shared with the numpy array
         self.labels = torch.from_numpy(train_set.labels.astype(np.int64))
         self.optimizer = torch.optim.AdamW(self._param_groups())
         self.step = 0
@@ -175,8 +201,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the saved config must match this one except for ``steps``, ``device`` and
-        ``deterministic``.
+        """Restore :meth:`state_dict`; the saved config must match this one except for ``steps``, ``device``,
+        ``deterministic`` and ``out_dir`` (a run directory may be moved or copied, then resumed).
 
         Raises:
             ValueError: if the checkpoint comes from a different configuration, or holds no
@@ -187,9 +213,16 @@ class Trainer:
             steps=self.config.steps,
             device=self.config.device,
             deterministic=self.config.deterministic,
+            out_dir=self.config.out_dir,
         )
         if saved != self.config:
-            raise ValueError("the checkpoint was written with a different configuration; resume with the same one")
+            changed = ", ".join(
+                f"{key} ({before!r} -> {after!r})" for key, before, after in config_differences(saved, self.config)
+            )
+            raise ValueError(
+                f"{self.out_dir / 'last.pt'} was written with another configuration: {changed}; resume with the "
+                "same settings, or start a new run in another out_dir"
+            )
         if "optimizer" not in state:
             raise ValueError("the checkpoint holds no optimiser state (consolidated?): it cannot be resumed")
         self.model.load_state_dict(state["model"])
@@ -247,7 +280,7 @@ class Trainer:
     def save(self, path: Path) -> None:
         """Write the state to ``path`` atomically (collectively, with a file per rank, when distributed)."""
         if not self.parallel.distributed:
-            save_atomic(self.state_dict(), path)
+            save_state(self.state_dict(), path)
             return
         state = self.state_dict()
         summary = {key: state.pop(key) for key in ("model", "model_spec", "config", "best")}
@@ -256,7 +289,7 @@ class Trainer:
     def load(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
         if not self.parallel.distributed:
-            state = load_checkpoint(path)
+            state = read_state(path)
             if "rank_files" in state:
                 raise ValueError(
                     f"{path} was written by {state['world_size']} processes and this run has 1: "
