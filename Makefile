@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the project needs at run time (fonts and data sets ship in these).
-DEBIAN_PACKAGES ?= fonts-nanum fonts-unfonts-core fonts-baekmuk fonts-alee fonts-wqy-zenhei dataset-fashion-mnist librsvg2-bin chromium chromium-driver
+DEBIAN_PACKAGES ?= fonts-nanum fonts-unfonts-core fonts-baekmuk fonts-alee fonts-wqy-zenhei dataset-fashion-mnist librsvg2-bin chromium chromium-driver postgresql
 PYTEST_ARGS ?= -m "not slow and not gpu"
 
 .PHONY: install demo test lint typecheck bench clean
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch from the local wheel; must come before the project so nothing pulls CUDA builds.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[fast,faiss,train,serve,dev]"
+	$(PY) -m pip install --quiet -e ".[fast,faiss,train,serve,study,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -113,7 +113,9 @@ def previous(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_an_old_checkpoint_resumes_to_the_old_uninterrupted_curve(previous: dict[str, Path], tmp_path: Path) -> None:
     run = Path(shutil.copytree(previous["root"] / "run", tmp_path / "run"))
-    run_release(ROOT / "src", TRAIN, str(run), "4", "resume", *OVERRIDES)  # this release, fresh process
+    # This release, in a fresh process. The old run trained on the whole training half without folds: resuming
+    # it says so (the defaults are now 4 folds and a val split); without these two the resume is refused.
+    run_release(ROOT / "src", TRAIN, str(run), "4", "resume", *OVERRIDES, "data.folds=1", "data.eval_split=test")
     resumed = read_metrics(run / "metrics.jsonl", "train")
     reference = read_metrics(previous["root"] / "reference" / "metrics.jsonl", "train")
     assert [r["step"] for r in resumed] == [r["step"] for r in reference] == [1, 2, 3, 4]

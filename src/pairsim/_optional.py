@@ -27,6 +27,10 @@ EXTRAS: dict[str, str] = {
     "uvicorn": "serve",
     "python_multipart": "serve",
     "numba": "fast",
+    "optuna": "study",
+    "sqlalchemy": "study",
+    "scipy": "study",
+    "psycopg": "study",
 }
 
 

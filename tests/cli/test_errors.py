@@ -34,7 +34,7 @@ def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
 
 @pytest.fixture
 def run_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny pair-wise Circle run on a 12-class folder data set (6 training classes)."""
+    """A tiny pair-wise Circle run on 12 folder classes (6 training classes, 4 of them outside the val fold)."""
     monkeypatch.setenv("PAIRSIM_DATA", str(tmp_path / "cache"))
     config = {
         "data": {"name": "folder", "root": str(write_folder(tmp_path / "images")), "image_size": 16},
@@ -65,7 +65,7 @@ def test_a_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_more_classes_per_batch_than_the_data_set_has(run_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "train", str(run_config), "--set", "sampler.classes_per_batch=50", "--no-progress")
-    assert_one_error_line(code, err, "P=50", "set sampler.classes_per_batch to at most 6")
+    assert_one_error_line(code, err, "P=50", "set sampler.classes_per_batch to at most 4")
 
 
 def test_resume_after_a_changed_config_names_the_keys(run_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,7 +154,8 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert "demo" in text and "serve" in text and "Entry point" not in text  # not the module docstring
     lines = [line.split(maxsplit=1) for line in text.split("commands:")[1].splitlines()[2:] if line.startswith("    ")]
-    assert [name for name, _ in lines] == ["demo", "train", "consolidate", "eval", "index", "search", "serve"]
+    commands = ["demo", "train", "study", "sweep", "consolidate", "eval", "index", "search", "serve"]
+    assert [name for name, _ in lines] == commands
     summaries = {a.dest: a.help for a in build_parser()._subparsers._group_actions[0]._choices_actions}  # type: ignore
     assert all(summary.strip() == summaries[name] for name, summary in lines)  # each on its one line
 

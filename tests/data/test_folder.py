@@ -77,5 +77,55 @@ def test_empty_or_missing_folder_and_bad_csv(tmp_path: Path) -> None:
         load_dataset("folder", "all", tmp_path / "nowhere", progress=False)
     bad = tmp_path / "bad.csv"
     bad.write_text("a.png,cat,extra\n")
+    with pytest.raises(ValueError, match="split 'extra' is not one of train, val, test"):
+        load_dataset("folder", "train", root=bad)
+    bad.write_text("a.png,cat,train,more\n")
     with pytest.raises(ValueError, match="expected `path,label`"):
         load_dataset("folder", "all", bad, progress=False)
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (12, 12), (value, value, value)).save(path)
+
+
+def test_train_val_test_folders_name_the_splits(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    layout = {"train": ["a", "b", "c"], "val": ["d"], "test": ["e", "f"]}
+    for split, classes in layout.items():
+        for i, name in enumerate(classes):
+            _png(root / split / name / "1.png", 40 * i)
+            _png(root / split / name / "2.png", 40 * i + 10)
+    for split, expected in [*layout.items(), ("trainval", ["a", "b", "c", "d"])]:
+        s = load_dataset("folder", split, root, image_size=8, folds=4, fold=2, progress=False)
+        assert s.class_keys == tuple(expected) and len(s.labels) == 2 * len(expected)
+    everything = load_dataset("folder", "all", root, image_size=8, progress=False)
+    assert len(everything.class_keys) == 6  # the split folders are not classes
+
+
+def test_a_split_column_in_the_csv(tmp_path: Path) -> None:
+    rows = ["path,label,split"]
+    for name, split in [("a", "train"), ("b", "train"), ("c", "val"), ("d", "test")]:
+        for j in range(2):
+            _png(tmp_path / "img" / f"{name}{j}.png", 30 * j)
+            rows.append(f"img/{name}{j}.png,{name},{split}")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    assert load_dataset("folder", "val", csv_path, image_size=8, folds=4, progress=False).class_keys == ("c",)
+    assert load_dataset("folder", "test", csv_path, image_size=8, progress=False).class_keys == ("d",)
+    assert load_dataset("folder", "train", csv_path, image_size=8, folds=4, progress=False).class_keys == ("a", "b")
+    csv_path.write_text("\n".join([*rows, "img/a0.png,a,test"]) + "\n")
+    with pytest.raises(ValueError, match="class 'a' is in two splits"):
+        load_dataset("folder", "train", csv_path, image_size=8, progress=False)
+    csv_path.write_text("\n".join([*rows, "img/a0.png,z"]) + "\n")
+    with pytest.raises(ValueError, match="some images name their split"):
+        load_dataset("folder", "train", csv_path, image_size=8, progress=False)
+
+
+def test_test_ratio_zero_trains_on_every_class(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    for i in range(6):
+        _png(root / f"c{i}" / "1.png", 30 * i)
+    assert len(load_dataset("folder", "train", root, image_size=8, test_ratio=0.0, progress=False).class_keys) == 6
+    with pytest.raises(ValueError, match="split 'test' of data set 'folder' has no classes"):
+        load_dataset("folder", "test", root, image_size=8, test_ratio=0.0, progress=False)

@@ -123,7 +123,8 @@ def test_provider_splits(toy: type[Toy], tmp_path: Path) -> None:
     ("name", "split", "message"),
     [
         ("nope", "train", "unknown data set 'nope'"),
-        ("toy", "val", "unknown split 'val'"),
+        ("toy", "validation", "unknown split 'validation'"),
+        ("toy", "val", r"val split needs validation folds: set data\.folds >= 2"),
         ("folder", "train", "needs root="),
     ],
 )

@@ -25,6 +25,7 @@ import numpy as np
 
 from pairsim._io import write_text_atomic
 from pairsim.cli._console import print_table
+from pairsim.data.splits import SplitSpec
 from pairsim.evaluation import (
     all_pair_similarities,
     clustering_scores,
@@ -55,6 +56,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--split", default="test", help="data set split, with a CHECKPOINT (default: test)")
     parser.add_argument("--root", default=None, help="data set cache directory or user folder, with a CHECKPOINT")
     parser.add_argument("--max-classes", type=int, default=None, help="evaluate on a subset of the split's classes")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the class split (default: the checkpoint's data.split_seed when it names DATA, else 0)",
+    )
+    parser.add_argument(
+        "--test-ratio",
+        type=float,
+        default=None,
+        help="share of test classes (default: the checkpoint's data.test_ratio when it names DATA, else 0.5)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="k of recall@k (retrieval)")
     parser.add_argument("--max-rank", type=int, default=50, help="length of the CMC curve (reid)")
@@ -95,6 +108,8 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--split", args.split, "--batch-size", str(args.batch_size)]
         words += ["--root", args.root] if args.root else []
         words += ["--max-classes", str(args.max_classes)] if args.max_classes else []
+        words += ["--split-seed", str(args.split_seed)] if args.split_seed is not None else []
+        words += ["--test-ratio", str(args.test_ratio)] if args.test_ratio is not None else []
     words += ["--ks", *map(str, args.ks), "--max-rank", str(args.max_rank), "--method", args.method]
     words += ["--clustering"] if args.clustering else []
     return " ".join(shlex.quote(w) for w in [*words, "--out", args.out])
@@ -115,14 +130,42 @@ def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
     if args.data is None:
         raise ValueError("a CHECKPOINT needs a DATA argument (a data set name), or give an EMBEDDINGS.npz")
     from pairsim.data import load_dataset
-    from pairsim.models import embed, load_embedding_model
+    from pairsim.models import embed, load_embedding_model, read_state
 
     model, prep = load_embedding_model(source)  # FileNotFoundError / ValueError naming the file
+    spec = class_split(args, read_state(source).get("config", {}).get("data", {}))
     image_set = load_dataset(
-        args.data, split=args.split, root=args.root, image_size=prep.image_size, max_classes=args.max_classes
+        args.data,
+        args.split,
+        args.root,
+        image_size=prep.image_size,
+        max_classes=args.max_classes,
+        seed=spec.seed,
+        test_ratio=spec.test_ratio,
+        folds=spec.folds,
+        fold=spec.fold,
     )
     embeddings = embed(model, image_set.images, batch_size=args.batch_size)
     return {"embeddings": embeddings.numpy(), "labels": np.asarray(image_set.labels)}
+
+
+def class_split(args: argparse.Namespace, trained_on: dict[str, Any]) -> SplitSpec:
+    """The class split to evaluate with: the one the checkpoint was trained with when it names the same data
+    set (so that ``test`` is the classes it never saw), with ``--split-seed`` / ``--test-ratio`` overriding.
+
+    Example:
+        >>> args = argparse.Namespace(data="folder", split_seed=None, test_ratio=0.3)
+        >>> class_split(args, {"name": "folder", "split_seed": 2, "test_ratio": 0.5, "folds": 4, "fold": 1})
+        SplitSpec(seed=2, test_ratio=0.3, folds=4, fold=1)
+    """
+    same = trained_on.get("name") == args.data
+    saved = trained_on if same else {}
+    return SplitSpec(
+        seed=args.split_seed if args.split_seed is not None else int(saved.get("split_seed", 0)),
+        test_ratio=args.test_ratio if args.test_ratio is not None else float(saved.get("test_ratio", 0.5)),
+        folds=int(saved.get("folds", 1)),
+        fold=int(saved.get("fold", 0)),
+    )
 
 
 def evaluate(arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, float]:

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pairsim._version import __version__
-from pairsim.cli import consolidate, demo, evaluate, index, search, serve, train
+from pairsim.cli import consolidate, demo, evaluate, index, search, serve, study, sweep, train
 
 # Each command module exposes ``register(subparsers)``, which adds its parser and sets
 # ``func`` (parsed args -> exit code); new commands are added to this tuple.
-COMMANDS = (demo, train, consolidate, evaluate, index, search, serve)
+COMMANDS = (demo, train, study, sweep, consolidate, evaluate, index, search, serve)
 #: What a user's mistake raises; these print one ``error:`` line and exit 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, ImportError)
 DESCRIPTION = "pairsim: deep metric learning with Circle loss and the losses it unifies."

@@ -12,14 +12,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from pairsim._optional import require
 from pairsim.data.base import Built, ImageSet
 from pairsim.data.cache import default_root, read_built, write_built
-from pairsim.data.splits import CLASS_SPLITS, PROVIDER_SPLITS, pick_classes, split_classes
+from pairsim.data.splits import CLASS_SPLITS, PROVIDER_SPLITS, SplitSpec, class_folds, pick_classes, split_classes
 from pairsim.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,11 @@ class BuildContext:
 
 
 class DatasetBuilder(Protocol):
-    """What ``@register_dataset`` expects of a builder class (instantiated without arguments)."""
+    """What ``@register_dataset`` expects of a builder class (instantiated without arguments).
+
+    A builder may also define ``class_splits(ctx) -> dict[str, str] | None``: the data's own split of each
+    class (key -> ``"train"``, ``"val"`` or ``"test"``), which then replaces the seeded hash split.
+    """
 
     version: str  # bump when the output changes, so old caches are not reused
     default_image_size: int
@@ -102,20 +106,28 @@ def load_dataset(
     image_size: int | None = None,
     max_classes: int | None = None,
     seed: int = 0,
+    test_ratio: float = 0.5,
+    folds: int = 1,
+    fold: int = 0,
     progress: bool = True,
 ) -> ImageSet:
     """Load one split of a registered data set, building and caching it on first use.
 
     Args:
         name: a name from :func:`list_datasets`.
-        split: ``"train"`` / ``"test"``: class-disjoint halves by a seeded hash of the class key;
-            ``"all"``: every class; ``"train-all"`` / ``"test-all"``: the provider's own image
-            split over all classes (only ``fashion-mnist`` has one).
+        split: class-disjoint by a seeded hash of the class key (:mod:`pairsim.data.splits`):
+            ``"test"`` the test classes, ``"trainval"`` the others, which ``folds`` validation folds
+            divide into ``"val"`` (fold ``fold``) and ``"train"`` (the rest; every training class when
+            ``folds == 1``); ``"all"``: every class; ``"train-all"`` / ``"test-all"``: the provider's own
+            image split over all classes (only ``fashion-mnist`` has one).
         root: the cache directory (default ``$PAIRSIM_DATA`` or ``data/``); for ``"folder"`` the
             user's folder or CSV, whose build is cached under the default cache directory.
         image_size: side of the square images; ``None`` uses the data set's own (64, fashion 28).
         max_classes: keep a deterministic subset of the split's classes.
         seed: the seed of the class split and of the subset.
+        test_ratio: the share of classes that are test classes (0: none, train on all).
+        folds: validation folds of the training classes.
+        fold: the fold that ``"val"`` returns and ``"train"`` leaves out.
         progress: show progress bars on long builds.
 
     Builders that render class by class (hangul-fonts, emoji) build only the classes asked for
@@ -151,10 +163,41 @@ def load_dataset(
     keys = builder.class_keys(ctx)
     if not keys:
         raise ValueError(f"data set {name!r} has no classes" + (f" in {source}" if source else ""))
-    candidates = list(range(len(keys))) if split in PROVIDER_SPLITS else split_classes(keys, split, seed)
+    spec = SplitSpec(seed=seed, test_ratio=test_ratio, folds=folds, fold=fold)
+    if split in PROVIDER_SPLITS:
+        candidates = list(range(len(keys)))
+    else:
+        own_splits = getattr(builder, "class_splits", None)  # optional: only data that name their splits need it
+        candidates = split_classes(keys, split, spec=spec, explicit=own_splits(ctx) if own_splits else None)
+    if not candidates:
+        raise ValueError(f"split {split!r} of data set {name!r} has no classes ({len(keys)} in all; {spec})")
     chosen = [keys[i] for i in pick_classes(candidates, keys, max_classes, seed)]
     built = _cached_build(builder, ctx, keys, chosen)
     return _select(built, chosen, name, split)
+
+
+def describe_split(name: str, root: str | Path | None = None, *, spec: SplitSpec | None = None) -> dict[str, Any]:
+    """Which classes are test classes and which fold each training class is in, without reading any image.
+
+    Returns:
+        ``{"train_classes": [key, ...], "test_classes": [key, ...], "folds": [[key, ...], ...]}`` (the
+        training classes are every non-test class; ``folds`` has ``spec.folds`` lists).
+
+    Raises:
+        ValueError: unknown data set, or no ``root`` for "folder".
+    """
+    spec = SplitSpec() if spec is None else spec
+    builder = get_builder(name)
+    if builder.uses_source and root is None:
+        raise ValueError(f"data set {name!r} needs root= the folder of class sub-folders or a CSV path,label")
+    source = Path(root) if builder.uses_source and root is not None else None
+    cache_root = default_root() if builder.uses_source or root is None else Path(root)
+    ctx = BuildContext(cache_root / name, source, builder.default_image_size, False)
+    keys = builder.class_keys(ctx)
+    own_splits = getattr(builder, "class_splits", None)
+    explicit = own_splits(ctx) if own_splits else None
+    pick = {s: [keys[i] for i in split_classes(keys, s, spec=spec, explicit=explicit)] for s in ("trainval", "test")}
+    return {"train_classes": pick["trainval"], "test_classes": pick["test"], "folds": class_folds(keys, spec, explicit)}
 
 
 def _digest(text: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pairsim._io import write_text_atomic
-from pairsim.data import ImageSet, load_dataset
+from pairsim.data import ImageSet
 from pairsim.data.sampler import PKSampler
 from pairsim.data.transforms import AugmentConfig
 from pairsim.evaluation import knn
@@ -42,7 +42,7 @@ from pairsim.training.config import (
 from pairsim.training.diagnostics import hardest_pairs
 from pairsim.training.evaluate import RETRIEVAL_KEYS, retrieval_scores
 from pairsim.training.metrics_log import read_metrics
-from pairsim.training.run import first_classes
+from pairsim.training.run import load_split
 from pairsim.training.trainer import Trainer
 
 SCATTER_BATCHES = 16
@@ -52,7 +52,7 @@ SCATTER_BATCHES = 16
 # strokes for ImageNet features), a high learning rate with a cosine decay over few steps, and no
 # augmentation (500 x 32 draws visit each of the ~5,600 classes ~3 times: far from overfitting).
 DEMO_CONFIG = TrainConfig(
-    data=DataConfig(name="hangul-fonts", image_size=64, eval_max_classes=100),
+    data=DataConfig(name="hangul-fonts", image_size=64, folds=10, eval_max_classes=100),
     model=ModelConfig(name="efficientnet-lite0", embedding_dim=128, pretrained=True),
     loss=LossConfig(name="circle", class_level=False, params={"m": 0.4, "gamma": 80.0}),
     optim=OptimConfig(lr=3e-3, proxy_lr=1e-2, weight_decay=1e-4, warmup_steps=50, final_lr_ratio=0.01),
@@ -77,12 +77,17 @@ class DemoResult:
     report_path: Path
 
 
-def load_demo_data(config: TrainConfig, eval_classes: int, progress: bool) -> tuple[ImageSet, ImageSet]:
-    """The training split and ``eval_classes`` held-out classes of ``config.data``."""
+def load_demo_data(config: TrainConfig, eval_classes: int, progress: bool) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """The training split, the validation classes of the periodic evaluation, and ``eval_classes`` test classes.
+
+    The test classes are read here, for the one final evaluation; training and the choice of ``best.pt``
+    see only the validation fold.
+    """
     d = config.data
-    train = load_dataset(d.name, "train", d.root, image_size=d.image_size, max_classes=d.max_classes, progress=progress)
-    held_out = load_dataset(d.name, d.eval_split, d.root, image_size=d.image_size, max_classes=eval_classes)
-    return train, held_out
+    train = load_split(d, "train", d.max_classes, progress)
+    validation = load_split(d, d.eval_split, d.eval_max_classes, progress)
+    test = load_split(d, "test", eval_classes, progress)
+    return train, validation, test
 
 
 @torch.no_grad()
@@ -142,14 +147,14 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     train_config = dataclasses.replace(config, out_dir=str(out / "train"))
     say(f"loading data set {config.data.name} ...")
-    train_set, held_out = load_demo_data(config, eval_classes, progress)
+    train_set, validation, held_out = load_demo_data(config, eval_classes, progress)
     seconds = {"data": time.perf_counter() - started}
     say(
-        f"training: {train_set.num_classes} classes, {len(train_set.labels)} images; held-out: "
-        f"{held_out.num_classes} classes, {len(held_out.labels)} images of {held_out.images.shape[-1]} px"
+        f"training: {train_set.num_classes} classes, {len(train_set.labels)} images; validation: "
+        f"{validation.num_classes} classes; test (read once, at the end): {held_out.num_classes} classes, "
+        f"{len(held_out.labels)} images of {held_out.images.shape[-1]} px"
     )
-    periodic = first_classes(held_out, config.data.eval_max_classes)
-    trainer = Trainer(train_config, train_set, periodic, progress=progress)
+    trainer = Trainer(train_config, train_set, validation, progress=progress)
 
     tick = time.perf_counter()
     baseline = retrieval_scores(embed(trainer.model, held_out.images, features=True), held_out.labels)

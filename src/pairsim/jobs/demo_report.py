@@ -44,10 +44,11 @@ def demo_figures(
     evals = [r for r in records if r["kind"] == "eval"]
     return [
         Figure(
-            "Loss and held-out precision@1",
+            "Loss and validation precision@1",
             loss_and_precision_plot(train, evals),
-            "Training loss per step (faint) and smoothed; precision@1 of the periodic evaluation on a subset of the "
-            "held-out classes.",
+            "Training loss per step (faint) and smoothed; precision@1 of the periodic evaluation on validation "
+            "classes (a fold of the training classes the run never trains on; the test classes are read once, "
+            "at the end).",
         ),
         Figure(
             "s_p and s_n during training (paper Fig. 4)",

@@ -11,6 +11,7 @@ from pairsim.functional.pairs import Pairs
 from pairsim.losses.base import check_margin, check_positive
 from pairsim.losses.margin_softmax import MarginSoftmaxLoss
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("arcface")
@@ -51,6 +52,20 @@ class ArcFaceLoss(MarginSoftmaxLoss):
         super().__init__(num_classes, embedding_dim, fast_path, block_size)
         self.m = check_margin("m", m, 0.0, math.pi / 2)
         self.gamma = check_positive("gamma", gamma)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``m`` uniform in ``[0, 0.8]`` rad, ``gamma`` log-uniform in ``[16, 128]``, and the proxies' learning rate.
+
+        Source: Circle loss paper, Section 4.5, which sets ArcFace's ``gamma`` to 32, 64 and 128 only, "as
+        it becomes unstable with larger gamma"; the ArcFace setting ``m = 0.5, gamma = 64`` lies inside.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.m", 0.0, 0.8),
+            FloatParam("loss.params.gamma", 16.0, 128.0, log=True),
+        )
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return arcface_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)

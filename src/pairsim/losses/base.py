@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,9 @@ from torch import Tensor, nn
 from pairsim.functional.pairs import Pairs, batch_pairs, proxy_pairs
 from pairsim.functional.reductions import mean_over_valid
 from pairsim.losses.validation import check_loss_inputs
+
+if TYPE_CHECKING:
+    from pairsim.losses.search_space import SearchSpace
 
 
 def compute_dtype(x: Tensor) -> Tensor:
@@ -57,6 +60,25 @@ class PairLoss(nn.Module):
         if not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(f"embedding_dim must be a positive integer with num_classes, got {embedding_dim!r}")
         self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim) / math.sqrt(embedding_dim))
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """The hyper-parameters a study tunes for this loss, by dotted training-configuration key.
+
+        Each registered loss overrides this next to its constructor, through
+        :func:`~pairsim.losses.search_space.loss_search_space` (which adds the proxies' learning rate in the
+        class-level paradigm and refuses a paradigm the loss does not support).
+
+        Args:
+            class_level: the space for training against class proxies (``True``) or pair-wise (``False``).
+
+        Raises:
+            NotImplementedError: here, for a loss that declares no space.
+            ValueError: in the overrides, for a paradigm the loss does not support.
+        """
+        raise NotImplementedError(
+            f"{cls.__name__} declares no hyper-parameter search space: override {cls.__name__}.search_space"
+        )
 
     @property
     def class_level(self) -> bool:

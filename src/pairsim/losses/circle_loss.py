@@ -5,12 +5,13 @@ from __future__ import annotations
 from torch import Tensor
 
 from pairsim.functional import circle_kernels
-from pairsim.functional.circle import circle_loss
+from pairsim.functional.circle import circle_decision_margin, circle_loss
 from pairsim.functional.circle_streaming import circle_loss_streaming
 from pairsim.functional.pairs import Pairs
 from pairsim.functional.reductions import mean_over_valid
 from pairsim.losses.base import PairLoss, check_margin, check_positive
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 # Pair-wise batches from this many anchor-reference pairs take the fast path's torch code. Measured on the 2-core
 # CPU of this project, D = 512, forward + backward, interleaved runs (median of 200, quiet machine): the paths tie
@@ -76,6 +77,20 @@ class CircleLoss(PairLoss):
         self.fast_path = fast_path
         self.block_size = block_size
 
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``m`` uniform in ``[0, 0.5]``, ``gamma`` log-uniform in ``[16, 1024]``.
+
+        Source: the paper's Section 4.5 varies ``gamma`` from 32 to 1024 and ``m`` from -0.2 to 0.3 (a
+        negative ``m`` is outside this constructor); its settings 0.25 / 256 and 0.4 / 80 lie inside.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.m", 0.0, 0.5),
+            FloatParam("loss.params.gamma", 16.0, 1024.0, log=True),
+        )
+
     def forward(
         self,
         embeddings: Tensor,
@@ -118,6 +133,10 @@ class CircleLoss(PairLoss):
         one_block = self.block_size is None or self.block_size >= len(embeddings)
         pairs = len(embeddings) >= 2  # an empty or one-sample batch has no pairs: plain path, loss 0
         return not self.class_level and one_block and pairs and circle_kernels.kernels_usable(embeddings)
+
+    def decision_margin(self, s_n: Tensor, s_p: Tensor) -> Tensor:
+        """Eq. 8's circle ``s_n^2 + (s_p - 1)^2 - 2 m^2``: negative inside, where the loss drives pairs."""
+        return circle_decision_margin(s_n, s_p, self.m)
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return circle_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)

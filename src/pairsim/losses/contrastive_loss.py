@@ -8,6 +8,7 @@ from pairsim.functional.contrastive import contrastive_loss
 from pairsim.functional.pairs import Pairs
 from pairsim.losses.base import PairLoss, check_margin
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("contrastive")
@@ -48,6 +49,20 @@ class ContrastiveLoss(PairLoss):
         super().__init__(num_classes, embedding_dim)
         self.pos_margin = check_margin("pos_margin", pos_margin, -1.0, 1.0)
         self.neg_margin = check_margin("neg_margin", neg_margin, -1.0, 1.0)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``pos_margin`` uniform in ``[0.5, 1]``, ``neg_margin`` uniform in ``[0, 0.5]``.
+
+        Source: the defaults 1.0 (Hadsell et al.'s full pull) and 0.0 (Sun et al.'s ``s_n -> 0`` target)
+        are the ends; the ranges never cross, so positives are always held above negatives.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.pos_margin", 0.5, 1.0),
+            FloatParam("loss.params.neg_margin", 0.0, 0.5),
+        )
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return contrastive_loss(pairs.sim, pairs.pos, pairs.neg, self.pos_margin, self.neg_margin)

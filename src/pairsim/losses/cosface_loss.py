@@ -9,6 +9,7 @@ from pairsim.functional.pairs import Pairs
 from pairsim.losses.base import check_margin, check_positive
 from pairsim.losses.margin_softmax import MarginSoftmaxLoss
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("cosface")
@@ -45,6 +46,24 @@ class CosFaceLoss(MarginSoftmaxLoss):
         super().__init__(num_classes, embedding_dim, fast_path, block_size)
         self.m = check_margin("m", m)
         self.gamma = check_positive("gamma", gamma)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``m`` uniform in ``[0, 0.5]``, ``gamma`` log-uniform in ``[16, 1024]``, and the proxies' learning rate.
+
+        Source: Circle loss paper, Section 4.5, which varies AM-Softmax's ``gamma`` from 32 to 1024; the
+        CosFace setting ``m = 0.35, gamma = 64`` lies inside.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.m", 0.0, 0.5),
+            FloatParam("loss.params.gamma", 16.0, 1024.0, log=True),
+        )
+
+    def decision_margin(self, s_n: Tensor, s_p: Tensor) -> Tensor:
+        """The additive cosine margin's boundary ``s_n - s_p + m`` (Eq. 1 against proxies)."""
+        return s_n - s_p + self.m
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return cosface_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)

@@ -8,6 +8,7 @@ from pairsim.functional.multi_similarity import multi_similarity_loss
 from pairsim.functional.pairs import Pairs
 from pairsim.losses.base import PairLoss, check_margin, check_positive
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("multi_similarity")
@@ -46,6 +47,20 @@ class MultiSimilarityLoss(PairLoss):
         self.alpha = check_positive("alpha", alpha)
         self.beta = check_positive("beta", beta)
         self.base = check_margin("base", base, -1.0, 1.0)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``alpha`` log-uniform in ``[0.5, 10]``, ``beta`` log-uniform in ``[10, 100]``, ``base`` in ``[0.2, 0.8]``.
+
+        Source: around the paper's ``alpha = 2, beta = 50, base = 0.5``.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.alpha", 0.5, 10.0, log=True),
+            FloatParam("loss.params.beta", 10.0, 100.0, log=True),
+            FloatParam("loss.params.base", 0.2, 0.8),
+        )
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return multi_similarity_loss(pairs.sim, pairs.pos, pairs.neg, self.alpha, self.beta, self.base)

@@ -9,6 +9,7 @@ from pairsim.functional.pairs import Pairs
 from pairsim.losses.base import check_positive
 from pairsim.losses.margin_softmax import MarginSoftmaxLoss
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("normface")
@@ -44,6 +45,15 @@ class NormFaceLoss(MarginSoftmaxLoss):
     ) -> None:
         super().__init__(num_classes, embedding_dim, fast_path, block_size)
         self.gamma = check_positive("gamma", gamma)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``gamma`` log-uniform in ``[8, 128]``, and the proxies' learning rate.
+
+        Source: the defaults it spans, PML's ``NormalizedSoftmaxLoss`` (``temperature = 0.05``: ``gamma = 20``)
+        and the CosFace / ArcFace ``gamma = 64``.
+        """
+        return loss_search_space(cls, class_level, FloatParam("loss.params.gamma", 8.0, 128.0, log=True))
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return normface_loss(pairs.sim, pairs.pos, pairs.neg, self.gamma)

@@ -10,6 +10,7 @@ from pairsim.functional.pairs import Pairs
 from pairsim.functional.proxy_anchor import proxy_anchor_loss
 from pairsim.losses.base import PairLoss, check_margin, check_positive
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("proxy_anchor")
@@ -47,6 +48,19 @@ class ProxyAnchorLoss(PairLoss):
         super().__init__(num_classes, embedding_dim)
         self.alpha = check_positive("alpha", alpha)
         self.delta = check_margin("delta", delta)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``alpha`` log-uniform in ``[4, 128]``, ``delta`` uniform in ``[0, 0.4]``, and the proxies' learning rate.
+
+        Source: around the paper's ``alpha = 32, delta = 0.1``.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.alpha", 4.0, 128.0, log=True),
+            FloatParam("loss.params.delta", 0.0, 0.4),
+        )
 
     def reduce(self, pairs: Pairs) -> Tensor:
         """Eq. 4 on the pairs seen from the proxies, ``(C, B)``."""

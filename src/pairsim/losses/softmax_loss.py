@@ -10,6 +10,7 @@ from pairsim.functional.pairs import Pairs
 from pairsim.functional.softmax import inner_product_proxy_pairs, softmax_loss
 from pairsim.losses.base import PairLoss
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import SearchSpace, loss_search_space
 
 
 @register_loss("softmax")
@@ -36,6 +37,11 @@ class SoftmaxLoss(PairLoss):
 
     def __init__(self, num_classes: int | None = None, embedding_dim: int | None = None) -> None:
         super().__init__(num_classes, embedding_dim)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """Only the class weights' learning rate: the loss itself has no hyper-parameter (``gamma = 1``)."""
+        return loss_search_space(cls, class_level)
 
     def make_pairs(
         self, embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None, ref_labels: Tensor | None

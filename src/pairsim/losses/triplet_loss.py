@@ -9,6 +9,7 @@ from pairsim.functional.reductions import mean_over_valid
 from pairsim.functional.triplet import TripletMining, triplet_loss
 from pairsim.losses.base import PairLoss, check_margin
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 _MINING = ("batch_hard", "all")
 
@@ -58,6 +59,19 @@ class TripletLoss(PairLoss):
         if mining not in _MINING:
             raise ValueError(f"mining must be one of {_MINING}, got {mining!r}")
         self.mining: TripletMining = mining
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``margin`` uniform in ``[0, 0.5]`` on cosine similarity (``mining`` stays as configured).
+
+        Source: FaceNet's 0.2 on the squared distance of unit vectors is 0.1 on cosine similarity (the
+        default); the range runs to five times that.
+        """
+        return loss_search_space(cls, class_level, FloatParam("loss.params.margin", 0.0, 0.5))
+
+    def decision_margin(self, s_n: Tensor, s_p: Tensor) -> Tensor:
+        """The hinge's boundary ``s_n - s_p + margin``: negative where the triplet is satisfied."""
+        return s_n - s_p + self.margin
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return triplet_loss(pairs.sim, pairs.pos, pairs.neg, self.margin, self.mining)

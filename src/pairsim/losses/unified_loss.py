@@ -8,6 +8,7 @@ from pairsim.functional.pairs import Pairs
 from pairsim.functional.unified import unified_loss
 from pairsim.losses.base import PairLoss, check_margin, check_positive
 from pairsim.losses.registry import register_loss
+from pairsim.losses.search_space import FloatParam, SearchSpace, loss_search_space
 
 
 @register_loss("unified")
@@ -39,6 +40,24 @@ class UnifiedLoss(PairLoss):
         super().__init__(num_classes, embedding_dim)
         self.m = check_margin("m", m)
         self.gamma = check_positive("gamma", gamma)
+
+    @classmethod
+    def search_space(cls, class_level: bool) -> SearchSpace:
+        """``m`` uniform in ``[0, 0.5]``, ``gamma`` log-uniform in ``[16, 1024]``, as for Circle loss.
+
+        Source: Circle loss paper, Section 4.5, which varies ``gamma`` of AM-Softmax (this loss against
+        proxies) from 32 to 1024; the AM-Softmax setting ``m = 0.35, gamma = 64`` lies inside.
+        """
+        return loss_search_space(
+            cls,
+            class_level,
+            FloatParam("loss.params.m", 0.0, 0.5),
+            FloatParam("loss.params.gamma", 16.0, 1024.0, log=True),
+        )
+
+    def decision_margin(self, s_n: Tensor, s_p: Tensor) -> Tensor:
+        """Eq. 1's boundary ``s_n - s_p + m``: negative on the side the loss drives pairs to."""
+        return s_n - s_p + self.m
 
     def per_anchor(self, pairs: Pairs) -> Tensor:
         return unified_loss(pairs.sim, pairs.pos, pairs.neg, self.m, self.gamma)

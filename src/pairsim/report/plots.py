@@ -167,3 +167,13 @@ def _retrieval_grid(plt: Any, examples: Sequence[RetrievalExample]) -> bytes:
             ax.axis("off")
     fig.tight_layout(pad=0.3)
     return _png(fig)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot with the report's settings (Agg backend, fonts), for figures drawn elsewhere."""
+    return _pyplot()
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    return _png(fig)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pairsim.data.splits import SplitSpec
 from pairsim.data.transforms import AugmentConfig
 from pairsim.losses import get_loss_class
 
@@ -25,20 +26,32 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which images to train and evaluate on (see ``pairsim.data.load_dataset``).
+    """Which images to train and evaluate on (see ``pairsim.data.load_dataset`` and ``pairsim.data.splits``).
 
-    Training always uses the ``"train"`` split: half of the classes, chosen by a seeded hash of their keys.
+    The classes are split once, by a seeded hash of their keys: ``test_ratio`` of them are test classes,
+    read only by an explicit final evaluation (``pairsim eval``, the end of the demo, a study's final
+    stage); the others are dealt into ``folds`` validation folds. Training uses the ``"train"`` split (the
+    training classes but fold ``fold``), the periodic evaluation and the choice of ``best.pt`` the
+    ``"val"`` split (fold ``fold``), so model selection never sees a test class.
 
     Attributes:
         name: a name from ``pairsim.data.list_datasets()``: ``"hangul-fonts"``, ``"emoji"``,
             ``"fashion-mnist"``, or ``"folder"`` (your own images, at ``root``).
         root: the cache directory of the built data sets (``None``: ``$PAIRSIM_DATA``, else ``data/``);
             for ``"folder"``, your images (required): a directory with one sub-folder per class, or a
-            CSV of ``path,label`` rows, whose build is cached in the default cache directory.
+            CSV of ``path,label`` rows, whose build is cached in the default cache directory. A folder of
+            ``train/ val/ test/`` directories or a CSV column ``split`` names each class's split instead.
         image_size: side of the square images (``None``: the data set's default, 64; fashion-mnist 28).
         max_classes: train on a deterministic subset of this many training classes (``None``: all).
-        eval_split: the split evaluated during training: ``"test"``, the classes held out of training, or
-            another split of ``pairsim.data.load_dataset`` (``"all"``; fashion-mnist's own ``"test-all"``).
+        split_seed: seeds the class split and the folds (not ``seed``: runs of several seeds share one split).
+        test_ratio: the share of classes held out as test classes, in ``[0, 1)``; 0 trains on every class
+            (a production model). Ignored where the data name their splits.
+        folds: validation folds of the training classes (``K``; 1: no validation split, then set ``eval_split``
+            to another split or ``eval_every`` to 0).
+        fold: the fold that validates, in ``[0, folds)``; the run trains on the other ``K - 1``.
+        eval_split: the split evaluated during training and used to choose ``best.pt``: ``"val"`` (the
+            validation fold), or another split of ``pairsim.data.load_dataset`` (``"test"`` only for a final
+            check: choosing ``best.pt`` on test classes is tuning on them).
         eval_max_classes: how many classes of ``eval_split`` the periodic evaluation uses (``None``: all).
     """
 
@@ -46,8 +59,22 @@ class DataConfig:
     root: str | None = None
     image_size: int | None = None
     max_classes: int | None = None
-    eval_split: str = "test"
+    split_seed: int = 0
+    test_ratio: float = 0.5
+    folds: int = 4
+    fold: int = 0
+    eval_split: str = "val"
     eval_max_classes: int | None = 200
+
+    def __post_init__(self) -> None:
+        try:
+            self.split()
+        except ValueError as error:
+            raise ValueError(f"data.{error}") from None
+
+    def split(self) -> SplitSpec:
+        """The class split of these settings (``load_dataset``'s ``seed``, ``test_ratio``, ``folds``, ``fold``)."""
+        return SplitSpec(seed=self.split_seed, test_ratio=self.test_ratio, folds=self.folds, fold=self.fold)
 
 
 @dataclass(frozen=True)
@@ -188,6 +215,28 @@ class TrainConfig:
         return m if isinstance(m, float) else 0.25
 
 
+#: What the class-split keys meant before they existed (pairsim 0.1.0 trained on the training half, no folds).
+LEGACY_SPLIT = {"split_seed": 0, "test_ratio": 0.5, "folds": 1, "fold": 0}
+
+
+def upgrade_saved_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration saved by an earlier release, with the keys it lacks set to what it did then.
+
+    Configurations written before ``data.folds`` existed trained on all of the training half and had no
+    validation fold; reading them with today's defaults (4 folds) would claim a split they never used.
+
+    Example:
+        >>> upgrade_saved_config({"data": {"name": "emoji", "eval_split": "test"}})["data"]["folds"]
+        1
+    """
+    upgraded = dict(raw)
+    data = dict(upgraded.get("data") or {})
+    if "folds" not in data:
+        data = {**LEGACY_SPLIT, **data}
+    upgraded["data"] = data
+    return upgraded
+
+
 T = TypeVar("T")
 
 
@@ -214,6 +263,8 @@ def from_dict(cls: type[T], raw: Mapping[str, Any], where: str = "config") -> T:
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
+    if tp is Any:
+        return value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)  # type: ignore[arg-type]
@@ -227,6 +278,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             except ValueError as e:
                 errors.append(str(e))
         raise ValueError("; ".join(errors))
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[T, ...]: any length
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != len(args):
             raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from pairsim.data import load_dataset
 from pairsim.data.base import ImageSet
-from pairsim.training.config import TrainConfig
+from pairsim.training.config import DataConfig, TrainConfig
 from pairsim.training.parallel import Parallel, parallel_from_env, process_group
 from pairsim.training.trainer import Trainer, TrainResult
 
@@ -27,23 +28,32 @@ def load_run_data(
 
 
 def _load_run_data(config: TrainConfig, progress: bool) -> tuple[ImageSet, ImageSet | None]:
-    from pairsim.data import load_dataset
-
     data = config.data
-    train = load_dataset(
-        data.name, "train", data.root, image_size=data.image_size, max_classes=data.max_classes, progress=progress
-    )
+    train = load_split(data, "train", data.max_classes, progress)
     if config.eval_every == 0:
         return train, None
-    held_out = load_dataset(
+    return train, load_split(data, data.eval_split, data.eval_max_classes, progress)
+
+
+def load_split(data: DataConfig, split: str, max_classes: int | None, progress: bool = True) -> ImageSet:
+    """One split of ``data``'s data set, with its class split settings (``split_seed``, ``test_ratio``, folds).
+
+    The one place the training engine and the jobs load images: the classes of ``"test"`` are read only
+    where a caller asks for that split by name.
+    """
+    spec = data.split()
+    return load_dataset(
         data.name,
-        data.eval_split,
+        split,
         data.root,
         image_size=data.image_size,
-        max_classes=data.eval_max_classes,
+        max_classes=max_classes,
+        seed=spec.seed,
+        test_ratio=spec.test_ratio,
+        folds=spec.folds,
+        fold=spec.fold,
         progress=progress,
     )
-    return train, held_out
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -55,26 +65,3 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     with process_group(parallel_from_env()) as parallel:
         train_set, eval_set = load_run_data(config, progress, parallel)
         return Trainer(config, train_set, eval_set, progress=progress, parallel=parallel).run(resume=resume)
-
-
-def first_classes(image_set: ImageSet, num_classes: int | None) -> ImageSet:
-    """The images of the classes with label ids below ``num_classes`` (all when ``None`` or larger).
-
-    Example:
-        >>> import numpy as np
-        >>> images, labels = np.zeros((4, 1, 2, 2), np.uint8), np.array([0, 1, 2, 1])
-        >>> s = ImageSet(images, labels, ("a", "b", "c"), ("x",) * 4, "toy", "test")
-        >>> first_classes(s, 2).labels.tolist(), first_classes(s, 2).class_keys
-        ([0, 1, 1], ('a', 'b'))
-    """
-    if num_classes is None or num_classes >= image_set.num_classes:
-        return image_set
-    keep = image_set.labels < num_classes
-    return ImageSet(
-        images=image_set.images[keep],
-        labels=image_set.labels[keep],
-        class_keys=image_set.class_keys[:num_classes],
-        sources=tuple(s for s, k in zip(image_set.sources, keep, strict=True) if k),
-        name=image_set.name,
-        split=image_set.split,
-    )

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from pairsim.data.transforms import build_augmentation
 from pairsim.distributed import GlobalPairLoss
 from pairsim.losses import PairLoss
 from pairsim.models import EmbeddingModel, create_model, model_spec, read_state, save_state, to_float
-from pairsim.training.config import TrainConfig, dump_config, from_dict, to_dict
+from pairsim.training.config import TrainConfig, dump_config, from_dict, to_dict, upgrade_saved_config
 from pairsim.training.diagnostics import similarity_diagnostics
 from pairsim.training.evaluate import evaluate_model
 from pairsim.training.loss_setup import build_loss
@@ -209,7 +210,7 @@ class Trainer:
                 optimiser state (a consolidated checkpoint).
         """
         saved = dataclasses.replace(
-            from_dict(TrainConfig, state["config"]),
+            from_dict(TrainConfig, upgrade_saved_config(state["config"])),
             steps=self.config.steps,
             device=self.config.device,
             deterministic=self.config.deterministic,
@@ -300,8 +301,14 @@ class Trainer:
         summary, state = load_collective(path, self.parallel)
         self.load_state_dict({**state, **summary})
 
-    def run(self, resume: bool = False) -> TrainResult:
-        """Train to ``config.steps``, continuing from ``last.pt`` when ``resume`` and it exists."""
+    def run(self, resume: bool = False, on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+        """Train to ``config.steps``, continuing from ``last.pt`` when ``resume`` and it exists.
+
+        Args:
+            resume: continue from ``OUT_DIR/last.pt`` when it exists.
+            on_eval: called with ``(step, metrics)`` after every periodic evaluation, once ``best.pt`` is
+                written (a study reports to its pruner here; an exception it raises stops the run).
+        """
         last, best_path = self.out_dir / "last.pt", self.out_dir / "best.pt"
         main = self.parallel.is_main
         if resume and last.exists():
@@ -332,6 +339,8 @@ class Trainer:
                         if self.best is None or final_eval[BEST_METRIC] > self.best:
                             self.best = final_eval[BEST_METRIC]
                             self.save(best_path)
+                        if on_eval is not None:
+                            on_eval(self.step, final_eval)
                 if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                     self.save(last)
         finally:

@@ -46,6 +46,9 @@ def test_demo_writes_metrics_and_a_self_contained_report(tmp_path: Path, monkeyp
     assert any("trained model" in line for line in lines)
 
     page = result.report_path.read_text()
+    seconds = metrics["seconds"]  # the page was written once the timings were final: it shows the same ones
+    assert f"report {seconds['report']:.0f} s, total {seconds['total']:.0f} s" in page
+    assert seconds["total"] >= sum(v for k, v in seconds.items() if k != "total") - 1e-6
     assert len(re.findall(r"src='data:image/png;base64,", page)) == 4
     assert "http" not in page  # nothing to fetch: the page works offline
     assert "Eq. 8" in page and f"{metrics['trained']['precision_at_1']:.3f}" in page
@@ -55,3 +58,30 @@ def test_demo_writes_metrics_and_a_self_contained_report(tmp_path: Path, monkeyp
     store = IndexStore(tmp_path / "demo" / "index")
     assert len(store) == metrics["held_out_images"]
     assert any("pairsim serve" in line for line in lines)
+
+
+def test_the_report_names_the_configured_loss_and_shows_the_final_timings(tmp_path: Path) -> None:
+    from pairsim.jobs.demo_report import write_demo_report
+    from pairsim.report import Figure
+    from pairsim.training.config import load_config, to_dict
+
+    config = to_dict(load_config(None, ["loss.name=triplet", "loss.class_level=false"]))
+    scores = {"precision_at_1": 0.5, "r_precision": 0.4, "map_at_r": 0.3}
+    metrics = {
+        "trained": scores,
+        "baseline_pretrained": {k: v / 2 for k, v in scores.items()},
+        "data_set": "toy",
+        "train_classes": 3,
+        "train_images": 9,
+        "held_out_classes": 2,
+        "held_out_images": 6,
+        "image_size": 16,
+        "steps": 4,
+        "seconds": {"train": 12.0, "report": 3.0, "total": 17.4},
+        "threads": 2,
+        "config": config,
+    }
+    page = write_demo_report(tmp_path / "r.html", metrics, [Figure("f", b"\x89PNG", "c")]).read_text()
+    assert "pairsim demo: triplet loss on unseen classes" in page
+    assert "trained (triplet loss, pair-wise)" in page and "circle loss" not in page.lower()
+    assert "report 3 s, total 17 s" in page  # the timings given, report and total included
