@@ -12,8 +12,8 @@ loop, evaluations included, from the trials' ``train_seconds_*``), and the overh
 workers' time spent outside the trainer (process start, data loading from the cache, model construction,
 Optuna's sampling and storage, checkpoint clean-up).
 
-    python benchmarks/bench_study.py                      # 3 losses x 4 trials
-    python benchmarks/bench_study.py --losses circle triplet cosface --trials 6
+    python benchmarks/bench_study.py                      # circle, triplet x 3 trials, 50 steps a run
+    python benchmarks/bench_study.py --losses circle triplet cosface --trials 6 --steps 300
 
 Results go to ``benchmarks/results/bench_study.{json,md}`` with the command line.
 """
@@ -49,10 +49,12 @@ from pairsim.training.run import load_split  # noqa: E402
 PRESET = ROOT / "configs" / "studies" / "hangul-quick.yaml"
 
 
-def study_file(directory: Path, losses: list[str], trials: int) -> Path:
+def study_file(directory: Path, losses: list[str], trials: int, steps: int) -> Path:
     raw = yaml.safe_load(PRESET.read_text())
-    raw.update(losses=losses, trials=trials, pruner="none", base=str((PRESET.parent / raw["base"]).resolve()))
+    base = str((PRESET.parent / raw["base"]).resolve())
+    raw.update(losses=losses, trials=trials, steps=steps, pruner="none", base=base)
     raw["out_dir"] = str(directory / "out")
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "study.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -85,12 +87,15 @@ def run(path: Path, workers: int, storage: str | None) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--losses", nargs="+", default=["circle", "triplet", "cosface"])
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--losses", nargs="+", default=["circle", "triplet"])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument(
+        "--steps", type=int, default=50, help="steps per run (the preset's 300 take ~2.7 min a run here)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-study-"))
     try:
-        path = study_file(work / "sqlite", args.losses, args.trials)
+        path = study_file(work / "sqlite", args.losses, args.trials, args.steps)
         config = load_study_config(path)
         data = run_config(config, config.entries[0], {}, {"data.folds": config.folds}, work / "x").data
         for fold in range(config.folds):  # build the caches before any timing
@@ -98,7 +103,7 @@ def main() -> None:
                 load_split(dataclasses.replace(data, fold=fold), split, None, progress=False)
         rows = [run(path, 1, None)]
         with postgres_server() as url:
-            rows.append(run(study_file(work / "postgres", args.losses, args.trials), 2, url))
+            rows.append(run(study_file(work / "postgres", args.losses, args.trials, args.steps), 2, url))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = "python benchmarks/bench_study.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -108,6 +113,7 @@ def main() -> None:
         "preset": str(PRESET.relative_to(ROOT)),
         "losses": args.losses,
         "trials_per_loss": args.trials,
+        "steps_per_run": args.steps,
         "runs": rows,
     }
     out = ROOT / "benchmarks" / "results"

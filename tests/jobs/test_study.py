@@ -90,6 +90,8 @@ def test_a_study_searches_on_folds_then_tests_once(
     assert set(on_disk["losses"]) == {"circle", "triplet"}
     for tag, loss in on_disk["losses"].items():
         assert loss["trials"] == 3 and loss["failed"] == 0 and loss["surplus"] == 0  # pruned ones count
+        drawn = [tuple(sorted(h["params"].items())) for h in loss["history"]]
+        assert len(set(drawn)) == len(drawn) == 3  # the sampler moves on: no point is drawn twice
         space = search_space_for(tag, False).to_dict()
         assert set(loss["best_params"]) == set(space)
         for key, value in loss["best_params"].items():
@@ -121,8 +123,9 @@ def test_the_command_writes_the_report_and_a_second_run_resumes(
     before = json.loads((tmp_path / "out" / "results.json").read_text())
     assert before["losses"]["circle@class"]["paradigm"] == "class-level"
     assert "optim.proxy_lr" in before["losses"]["circle@class"]["best_params"]
-    # Run again with a larger budget: the 2 trials done are kept, 2 more are run, nothing is retrained twice.
-    assert main(["study", "run", str(path), "--set", "trials=4"]) == 0
+    # Run again with a larger budget, by two local worker processes on the same SQLite file: the 2 trials
+    # done are kept and 2 more are run.
+    assert main(["study", "run", str(path), "--set", "trials=4", "--workers", "2"]) == 0
     after = json.loads((tmp_path / "out" / "results.json").read_text())
     history = after["losses"]["circle@class"]["history"]
     assert [h["number"] for h in history] == [0, 1, 2, 3] and after["losses"]["circle@class"]["trials"] == 4

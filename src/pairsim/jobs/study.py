@@ -216,28 +216,48 @@ def run_worker(
     say: Callable[[str], None] = print,
     grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
 ) -> None:
-    """Fill every loss's budget, loss after loss, alongside any other workers on the same storage.
+    """Fill every loss's budget, one trial of each unfilled loss in turn, alongside any other workers on the
+    same storage; a loss whose remaining trials run elsewhere is left to them, and at the end the worker
+    waits for (or fails, once stale) the trials still running.
 
     Args:
         grids: per loss tag, a sweep's grid (see :func:`loss_study`); the budget is then its size.
     """
     storage = open_storage(config, storage_url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for entry in config.entries:
-        grid = (grids or {}).get(entry.tag)
-        study = loss_study(config, entry, storage, worker, grid)
-        objective = make_objective(config, entry, study, worker, None if grid is None else GridSpace(grid))
-        while True:
+    # One study object (and so one sampler, whose random state moves on) per loss for the whole worker:
+    # a sampler made anew for each trial would draw its seeded start-up points again and again.
+    grids = grids or {}
+    studies = {e.tag: loss_study(config, e, storage, worker, grids.get(e.tag)) for e in config.entries}
+    pending = list(config.entries)
+    while pending:
+        progressed = False
+        for entry in list(pending):
+            grid, study = grids.get(entry.tag), studies[entry.tag]
             _fail_stale(study)  # a killed worker's trial: failed, its parameters queued for a retry
             done, running = len(counted_trials(study)), len(_running(study))
             if done >= config.trials:
-                break
-            if done + running >= config.trials:  # the rest is running elsewhere: wait for it (or its staleness)
-                time.sleep(config.heartbeat_seconds)
-                continue
-            study.optimize(objective, n_trials=1)  # an error in a run stops the worker: it is a bug, not a trial
-            drop_other_models(config, entry, study)
-            say(f"{entry.tag}: {len(counted_trials(study))}/{config.trials} trials")
+                pending.remove(entry)
+            elif done + running < config.trials:  # else the rest of its budget is running elsewhere
+                space = None if grid is None else GridSpace(grid)
+                # An error in a run stops the worker: it is a bug, not a trial.
+                study.optimize(make_objective(config, entry, study, worker, space), n_trials=1)
+                drop_other_models(config, entry, study)
+                say(f"{entry.tag}: {len(counted_trials(study))}/{config.trials} trials")
+                progressed = True
+        if pending and not progressed:  # only others' running trials are left: wait for them, or their staleness
+            time.sleep(min(2.0, config.heartbeat_seconds))
+
+
+def drop_other_models(config: StudyConfig, entry: LossEntry, study: Any) -> None:
+    """Delete the run directories of finished trials but the best one (whose fold models the final stage
+    joins); a study of 12 losses x 20 trials x 4 folds would otherwise keep ~1,000 models."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    best = max(complete, key=lambda t: t.value).number if complete else None
+    finished = (*COUNTED, optuna.trial.TrialState.FAIL)
+    for trial in study.get_trials(deepcopy=False, states=finished):
+        if trial.number != best:
+            shutil.rmtree(trial_directory(config, entry, trial.number), ignore_errors=True)
 
 
 class GridSpace:
@@ -260,17 +280,6 @@ def _fail_stale(study: Any) -> None:
 def _running(study: Any) -> list[Any]:
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     return [t for t in running if not t.user_attrs.get(SURPLUS)]
-
-
-def drop_other_models(config: StudyConfig, entry: LossEntry, study: Any) -> None:
-    """Delete the run directories of finished trials but the best one (whose fold models the final stage
-    joins); a study of 12 losses x 20 trials x 4 folds would otherwise keep ~1,000 models."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    best = max(complete, key=lambda t: t.value).number if complete else None
-    finished = (*COUNTED, optuna.trial.TrialState.FAIL)
-    for trial in study.get_trials(deepcopy=False, states=finished):
-        if trial.number != best:
-            shutil.rmtree(trial_directory(config, entry, trial.number), ignore_errors=True)
 
 
 def run_workers(
