@@ -321,3 +321,12 @@ def test_every_loss_space_is_sampled_and_trains_a_step(tag: str, tmp_path: Path,
         assert got == pytest.approx(value)
     metrics, seconds = train_fold(run)
     assert set(metrics) >= {"map_at_r", "precision_at_1"} and seconds > 0
+
+
+@pytest.mark.parametrize("preset", sorted((Path(__file__).resolve().parents[2] / "configs" / "studies").glob("*.yaml")))
+def test_shipped_study_presets_are_valid(preset: Path) -> None:
+    from pairsim.jobs.study import check_runs
+
+    config = load_study_config(preset)
+    assert len(config.entries) >= 12 and config.trials >= 20 and config.seeds >= 5  # the Reality Check's budget
+    check_runs(config)  # every loss's runs build from the base config and the preset's settings

@@ -22,7 +22,10 @@ from pairsim.training.config import (
     to_dict,
 )
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+# Training configurations; configs/studies/ holds study presets (tests/jobs/test_study.py checks those).
+CONFIGS = sorted(
+    p for p in (Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml") if p.parent.name != "studies"
+)
 CIRCLE_PAIR = Path(__file__).resolve().parents[2] / "configs" / "hangul-fonts" / "circle_pair.yaml"
 
 

@@ -152,23 +152,15 @@ def load_dataset(
         raise ValueError(f"unknown split {split!r}; expected one of {CLASS_SPLITS + PROVIDER_SPLITS}")
     if image_size is not None and image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
-    if builder.uses_source:
-        if root is None:
-            raise ValueError(f"data set {name!r} needs root= the folder of class sub-folders or a CSV path,label")
-        source: Path | None = Path(root)
-        cache_root = default_root()
-    else:
-        source, cache_root = None, Path(root) if root is not None else default_root()
-    ctx = BuildContext(cache_root / name, source, image_size or builder.default_image_size, progress)
+    ctx = _context(builder, name, root, image_size or builder.default_image_size, progress)
     keys = builder.class_keys(ctx)
     if not keys:
-        raise ValueError(f"data set {name!r} has no classes" + (f" in {source}" if source else ""))
+        raise ValueError(f"data set {name!r} has no classes" + (f" in {ctx.source}" if ctx.source else ""))
     spec = SplitSpec(seed=seed, test_ratio=test_ratio, folds=folds, fold=fold)
     if split in PROVIDER_SPLITS:
         candidates = list(range(len(keys)))
     else:
-        own_splits = getattr(builder, "class_splits", None)  # optional: only data that name their splits need it
-        candidates = split_classes(keys, split, spec=spec, explicit=own_splits(ctx) if own_splits else None)
+        candidates = split_classes(keys, split, spec=spec, explicit=_own_splits(builder, ctx))
     if not candidates:
         raise ValueError(f"split {split!r} of data set {name!r} has no classes ({len(keys)} in all; {spec})")
     chosen = [keys[i] for i in pick_classes(candidates, keys, max_classes, seed)]
@@ -188,16 +180,28 @@ def describe_split(name: str, root: str | Path | None = None, *, spec: SplitSpec
     """
     spec = SplitSpec() if spec is None else spec
     builder = get_builder(name)
-    if builder.uses_source and root is None:
-        raise ValueError(f"data set {name!r} needs root= the folder of class sub-folders or a CSV path,label")
-    source = Path(root) if builder.uses_source and root is not None else None
-    cache_root = default_root() if builder.uses_source or root is None else Path(root)
-    ctx = BuildContext(cache_root / name, source, builder.default_image_size, False)
+    ctx = _context(builder, name, root, builder.default_image_size, False)
     keys = builder.class_keys(ctx)
-    own_splits = getattr(builder, "class_splits", None)
-    explicit = own_splits(ctx) if own_splits else None
+    explicit = _own_splits(builder, ctx)
     pick = {s: [keys[i] for i in split_classes(keys, s, spec=spec, explicit=explicit)] for s in ("trainval", "test")}
     return {"train_classes": pick["trainval"], "test_classes": pick["test"], "folds": class_folds(keys, spec, explicit)}
+
+
+def _context(
+    builder: DatasetBuilder, name: str, root: str | Path | None, image_size: int, progress: bool
+) -> BuildContext:
+    # `root` is the user's data for a source-backed set (its build is cached in the default root), else the cache.
+    if builder.uses_source:
+        if root is None:
+            raise ValueError(f"data set {name!r} needs root= the folder of class sub-folders or a CSV path,label")
+        return BuildContext(default_root() / name, Path(root), image_size, progress)
+    cache_root = Path(root) if root is not None else default_root()
+    return BuildContext(cache_root / name, None, image_size, progress)
+
+
+def _own_splits(builder: DatasetBuilder, ctx: BuildContext) -> dict[str, str] | None:
+    own_splits = getattr(builder, "class_splits", None)  # optional: only data that name their splits need it
+    return own_splits(ctx) if own_splits else None
 
 
 def _digest(text: str) -> str:
