@@ -35,6 +35,8 @@ optuna = require("optuna", "pairsim study")
 #: Trials that count against a loss's budget (a failed trial is retried instead).
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 SURPLUS = "surplus"
+#: What a lost race to create the storage's tables says.
+CREATION_RACE = ("already exists", "duplicate key", "UniqueViolation")
 
 
 def open_storage(config: StudyConfig, url: str | None) -> Any:
@@ -48,16 +50,17 @@ def open_storage(config: StudyConfig, url: str | None) -> Any:
     if url.startswith("sqlite:///"):
         config.directory.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    for attempt in range(3):
+    for attempt in range(5):
         try:
             return _rdb_storage(config, url, engine_kwargs)
-        except sqlalchemy.exc.OperationalError as error:
-            # Workers starting together race to create the tables; the loser finds them made: try again.
-            if "already exists" in str(error) and attempt < 2:
-                time.sleep(0.5)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            # Workers starting together race to create the tables (SQLite: "already exists"; PostgreSQL: a
+            # duplicate key in its catalogue); the loser finds them made on the next try.
+            if any(sign in str(error) for sign in CREATION_RACE) and attempt < 4:
+                time.sleep(0.5 * (attempt + 1))
                 continue
             raise _storage_error(sqlalchemy, url, error) from None
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+        except (ImportError, ValueError) as error:
             raise _storage_error(sqlalchemy, url, error) from None
     raise AssertionError("unreachable")
 
@@ -297,6 +300,7 @@ def run_workers(
         run_worker(config, storage_url)
         return
     url = storage_url or config.default_storage()
+    open_storage(config, url)  # the tables exist before the workers start (they would race to create them)
     command = [sys.executable, "-m", "pairsim", "study", "worker", str(study_file), "--storage", url]
     command += [f"--set={item}" for item in overrides]
     processes = [subprocess.Popen([*command, "--worker-id", str(i)]) for i in range(workers)]

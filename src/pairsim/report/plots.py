@@ -77,7 +77,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def loss_and_precision_plot(train: Sequence[dict[str, Any]], evals: Sequence[dict[str, Any]]) -> bytes:
-    """Training loss (raw and smoothed) and held-out precision@1 over steps."""
+    """Training loss (raw and smoothed) and the periodic evaluation's precision@1 (validation classes) over steps."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     steps, loss = _series(train, "loss")
@@ -87,7 +87,7 @@ def loss_and_precision_plot(train: Sequence[dict[str, Any]], evals: Sequence[dic
     ax.set_ylabel("loss", color="tab:blue")
     twin = ax.twinx()
     e_steps, p1 = _series(evals, "precision_at_1")
-    twin.plot(e_steps, p1, "o-", color="tab:green", label="held-out precision@1")
+    twin.plot(e_steps, p1, "o-", color="tab:green", label="validation precision@1")
     twin.set_ylim(0, 1)
     twin.set_ylabel("precision@1", color="tab:green")
     fig.legend(loc="upper center", ncol=2, frameon=False)

@@ -40,7 +40,8 @@ class TrainResult:
         out_dir: the run directory (``config.yaml``, ``metrics.jsonl``, ``last.pt``, ``best.pt``).
         steps: optimisation steps done in total.
         last_checkpoint: the final state.
-        best_checkpoint: the state with the best held-out precision@1 (``None`` without evaluation).
+        best_checkpoint: the state with the best precision@1 on the evaluation split, the validation fold by
+            default (``None`` without evaluation).
         best_precision_at_1: that precision@1.
         final_eval: held-out metrics of the final model (``None`` without an evaluation set).
         seconds: wall time of this invocation's training loop (evaluations included).
