@@ -67,18 +67,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     trainer = Trainer(config, synthetic_set(4 * args.P, 8, args.size, args.channels), None, progress=False)
     batch = args.P * args.K
     device = trainer.device
-    floor_batches = [
-        to_float(torch.from_numpy(trainer.train_set.images[trainer.sampler.batch(s)]).to(device))
+    floor_batches = [  # in the layout the trainer's execution settings give the model
+        trainer.execution.layout(
+            to_float(torch.from_numpy(trainer.train_set.images[trainer.sampler.batch(s)]).to(device))
+        )
         for s in range(args.warmup + args.repeats)
     ]
     params = list(trainer.model.backbone.parameters())
     upstream = torch.randn(batch, trainer.model.num_features, device=device)
-    bf16 = args.precision == "bf16"
 
     def floor(step: int) -> None:
         for p in params:
             p.grad = None
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with trainer.execution.autocast(device):
             features = trainer.model.features(floor_batches[step]).float()  # (B, F)
         # A dense upstream gradient, as the head gives in the full step (``.sum()`` would send a stride-0 one).
         features.backward(upstream[: len(features)])
@@ -110,6 +111,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "overhead_vs_backbone_and_optimizer": medians["full step"] / medians["backbone fwd+bwd + AdamW"] - 1.0,
         "overhead_vs_backbone_by_min": min(times["full step"]) / min(times["backbone fwd+bwd"]) - 1.0,
         "batch": batch,
+        "execution": trainer.execution.describe(),
     }
 
 
@@ -131,7 +133,7 @@ def write(args: argparse.Namespace, result: dict[str, Any]) -> Path:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "torch": torch.__version__,
         "setup": f"{args.model}, {args.size} px, {args.channels} channel(s), P={args.P} x K={args.K}, loss {args.loss}"
-        f", device {args.device}, precision {args.precision}",
+        f", device {args.device}, precision {args.precision} ({result['execution']})",
         "repeats": args.repeats,
         "warmup": args.warmup,
     }
@@ -166,7 +168,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="5 timed steps after 2 warm-up steps")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the trainer's device setting)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--out", type=Path, default=None, help="output stem (default results/bench_training[-quick])")
     args = parser.parse_args()
     if args.quick:

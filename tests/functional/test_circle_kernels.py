@@ -305,3 +305,20 @@ def test_forked_child_takes_the_torch_path() -> None:
         pytest.fail("the forked child hung")
     assert child.exitcode == 0 and queue.get(timeout=5) == "_CircleStreamingBackward"
     assert circle_kernels.kernels_usable(x)  # the parent keeps its kernels
+
+
+@needs_numba
+def test_kernels_leave_torchs_thread_count_as_it_was() -> None:
+    """numba's OpenMP layer resets the calling thread's OpenMP count to its pool size; torch reads that
+    count, so a run set to one thread went on with more after its first loss."""
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        x = _embeddings(40, 16, 3).requires_grad_(True)
+        labels = torch.arange(40) // 4
+        fast, _ = circle_loss_streaming(x, labels, m=0.25, gamma=64.0)
+        assert _path_name(fast) == "_CircleSelfFusedBackward"
+        fast.sum().backward()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)

@@ -42,7 +42,7 @@ def test_the_fingerprint_changes_with_any_weight() -> None:
 
 def test_files_that_are_not_model_files(tmp_path: Path) -> None:
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"text\.pt is not a pairsim checkpoint or model file \(torch\.load"):
+    with pytest.raises(ValueError, match=r"text\.pt is not a pairsim checkpoint or model file \(not a torch\.save"):
         load_model(tmp_path / "text.pt")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="it holds a list"):
@@ -54,6 +54,28 @@ def test_files_that_are_not_model_files(tmp_path: Path) -> None:
         load_model(tmp_path / "mismatch.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_model(tmp_path / "absent.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "mismatch.pt").read_bytes()[:300])  # a torch.save cut short
+    with pytest.raises(ValueError, match=r"cut\.pt is not a pairsim checkpoint or model file \(torch\.load"):
+        load_model(tmp_path / "cut.pt")
+
+
+def test_specs_that_describe_no_model(tmp_path: Path) -> None:
+    model = small_model()
+    spec, weights = model_spec("small-cnn", model), model.state_dict()
+    bad_specs = {
+        "unknown.pt": ({**spec, "name": "no-such-net"}, "unknown model 'no-such-net'"),
+        "no_prep.pt": ({k: v for k, v in spec.items() if k != "preprocessing"}, "preprocessing"),
+        "odd_prep.pt": ({**spec, "preprocessing": {**spec["preprocessing"], "gamma": 2}}, "gamma"),
+        "text_spec.pt": ("small-cnn", "describes no pairsim model"),
+    }
+    for name, (bad, fragment) in bad_specs.items():
+        save_state({"model_spec": bad, "model": weights}, tmp_path / name)
+        with pytest.raises(ValueError, match=f"{name}: its model_spec describes no pairsim model") as error:
+            load_model(tmp_path / name)
+        assert fragment in str(error.value)
+    save_state({"model_spec": spec, "model": [1, 2]}, tmp_path / "list_weights.pt")
+    with pytest.raises(ValueError, match=r"list_weights\.pt: its model is a list, not a state dict"):
+        load_model(tmp_path / "list_weights.pt")
 
 
 def test_embed_batches_and_features() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from tests.index.helpers import make_checkpoint, make_folder
 from tests.service.helpers import API_KEY, MAX_UPLOAD, Server
 
@@ -24,18 +26,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextlib.contextmanager
+def serving(app: FastAPI, **settings: float) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread, as ``pairsim serve`` configures it; yields the base URL."""
     import uvicorn
 
-    root = tmp_path_factory.mktemp("service")
-    checkpoint = make_checkpoint(root / "model.pt")
-    images = make_folder(root / "images")
-    build_index(checkpoint, str(images), root / "built")
-    directory = Path(shutil.copytree(root / "built", root / "index"))
-    app = create_app(directory, ServiceConfig(max_k=50, max_upload_bytes=MAX_UPLOAD, api_key=API_KEY))
+    from pairsim.service.server import ServerSettings, uvicorn_config
+
     port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    uv = uvicorn.Server(uvicorn_config(app, ServerSettings(host="127.0.0.1", port=port, **settings)))  # type: ignore[arg-type]
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -44,10 +43,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield Server(f"http://127.0.0.1:{port}", directory, images, make_checkpoint(root / "other.pt", seed=1))
+        yield f"http://127.0.0.1:{port}"
     finally:
         uv.should_exit = True
         thread.join(timeout=30)
+
+
+def make_index(root: Path) -> tuple[Path, Path, Path]:
+    """``(index directory, its source images, another model's checkpoint)`` of a fresh small index."""
+    checkpoint = make_checkpoint(root / "model.pt")
+    images = make_folder(root / "images")
+    build_index(checkpoint, str(images), root / "built")
+    directory = Path(shutil.copytree(root / "built", root / "index"))
+    return directory, images, make_checkpoint(root / "other.pt", seed=1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory, images, other = make_index(tmp_path_factory.mktemp("service"))
+    app = create_app(directory, ServiceConfig(max_k=50, max_upload_bytes=MAX_UPLOAD, api_key=API_KEY))
+    with serving(app) as url:
+        yield Server(url, directory, images, other)
 
 
 @pytest.fixture

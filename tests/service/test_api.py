@@ -60,7 +60,8 @@ def test_add_and_delete_need_the_api_key(server: Server, client: httpx.Client) -
     item_id = added.json()["id"]
     top = client.post("/search", params={"k": 1}, files=upload(data)).json()["results"][0]
     assert (top["id"], top["label"]) == (item_id, "new")
-    assert client.get(f"/items/{item_id}").json()["source"] == "new.png"
+    assert client.get(f"/items/{item_id}", headers=key).json()["source"] == "new.png"
+    assert "source" not in client.get(f"/items/{item_id}").json()  # the uploader's file name: the key's only
     assert_error(client.delete(f"/items/{item_id}"), 401, "API key")
     assert client.delete(f"/items/{item_id}", headers=key).json() == {"deleted": item_id}
     assert_error(client.get(f"/items/{item_id}"), 404, f"no item with id {item_id}")

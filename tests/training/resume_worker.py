@@ -1,6 +1,7 @@
 """A training run on synthetic images, as a separate process that the resume test can SIGKILL.
 
-Usage: ``python tests/training/resume_worker.py OUT_DIR STEPS [--resume]``.
+Usage: ``python tests/training/resume_worker.py OUT_DIR STEPS [--resume] [KEY=VALUE ...]`` (config overrides,
+e.g. the execution settings under test).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ OVERRIDES = [
 
 def main() -> None:
     out_dir, steps = sys.argv[1], int(sys.argv[2])
-    config = load_config(None, [*OVERRIDES, f"out_dir={out_dir}", f"steps={steps}"])
+    extra = [arg for arg in sys.argv[3:] if "=" in arg]
+    config = load_config(None, [*OVERRIDES, f"out_dir={out_dir}", f"steps={steps}", *extra])
     train, held_out = synthetic_images(12, 6, seed=0), synthetic_images(5, 4, seed=1, split="test")
     Trainer(config, train, held_out, progress=False).run(resume="--resume" in sys.argv)
 

@@ -138,7 +138,7 @@ def test_bf16_precision_trains_with_float32_losses(tmp_path: Path) -> None:
 
 
 def test_a_bad_precision_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+    with pytest.raises(ValueError, match="precision must be 'auto', 'fp32' or 'bf16', got 'fp16'"):
         tiny_config(tmp_path, "precision=fp16")
 
 

@@ -69,6 +69,13 @@ def register(subparsers: Any) -> None:
         help="share of test classes (default: the checkpoint's data.test_ratio when it names DATA, else 0.5)",
     )
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="inference precision, with a CHECKPOINT (auto: bf16 and channels-last where measured faster; "
+        "fp32: the exact path, channels-first)",
+    )
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="k of recall@k (retrieval)")
     parser.add_argument("--max-rank", type=int, default=50, help="length of the CMC curve (reid)")
     parser.add_argument("--method", choices=("exact", "faiss", "hnsw"), default="exact", help="k-NN (retrieval)")
@@ -130,10 +137,11 @@ def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
     if args.data is None:
         raise ValueError("a CHECKPOINT needs a DATA argument (a data set name), or give an EMBEDDINGS.npz")
     from pairsim.data import load_dataset
-    from pairsim.models import embed, load_embedding_model, read_state
+    from pairsim.models import embed, load_model, resolve_execution
 
-    model, prep = load_embedding_model(source)  # FileNotFoundError / ValueError naming the file
-    spec = class_split(args, read_state(source).get("config", {}).get("data", {}))
+    loaded = load_model(source)  # read once; FileNotFoundError / ValueError naming the file
+    model, prep = loaded.model, loaded.preprocessing
+    spec = class_split(args, (loaded.config or {}).get("data", {}))
     image_set = load_dataset(
         args.data,
         args.split,
@@ -145,7 +153,9 @@ def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
         folds=spec.folds,
         fold=spec.fold,
     )
-    embeddings = embed(model, image_set.images, batch_size=args.batch_size)
+    exact = args.precision == "fp32"  # fp32 asked for: the exact path of earlier releases
+    execution = resolve_execution(args.precision, not exact, False, phase="inference")
+    embeddings = embed(model, image_set.images, batch_size=args.batch_size, execution=execution)
     return {"embeddings": embeddings.numpy(), "labels": np.asarray(image_set.labels)}
 
 

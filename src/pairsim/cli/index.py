@@ -1,4 +1,4 @@
-"""``pairsim index build|add|remove|info``: make and update a retrieval index directory.
+"""``pairsim index build|add|remove|info|check``: make, update and verify a retrieval index directory.
 
 IMAGES is a folder of class sub-folders, a ``path,label`` CSV, or a built-in data set split
 ``NAME:SPLIT[:MAX_CLASSES]`` (e.g. ``hangul-fonts:test:100``).
@@ -7,7 +7,10 @@ IMAGES is a folder of class sub-folders, a ``path,label`` CSV, or a built-in dat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from pairsim.cli._console import print_table
@@ -18,7 +21,7 @@ IMAGES_HELP = "IMAGES is a folder of class sub-folders, a path,label CSV, or a d
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``index`` sub-command and its four actions."""
+    """Add the ``index`` sub-command and its five actions."""
     parser = subparsers.add_parser(
         "index",
         help="build and update a retrieval index (faiss + SQLite)",
@@ -50,6 +53,23 @@ def register(subparsers: Any) -> None:
     info.add_argument("directory", help="index directory")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
+
+    check = actions.add_parser(
+        "check",
+        help="verify database, vectors, files and checksums (exit 1 on a problem)",
+        description="Verify an index: SQLite integrity, the manifest, every row's embedding (finite, unit norm), "
+        "the faiss file (checksum, one vector per row, equal to the rows), every row's image file and checksum, "
+        "unused files. Exit code 0: no problem (warnings allowed), 1: a problem remains.",
+    )
+    check.add_argument("directory", help="index directory")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="first repair what loses nothing: delete unused files and pins of dead adds, write the faiss file "
+        "again from the rows; rows are never removed",
+    )
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=run_check)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -90,4 +110,28 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         print_table(str(args.directory), ("setting", "value"), [(key, value) for key, value in info.items()])
+    if not info["faiss_file"].startswith(("verified", "empty")):
+        print(f"warning: faiss file {info['faiss_file']}; run `pairsim index check {args.directory}`", file=sys.stderr)
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check (and with ``--repair`` repair); prints the findings and the repairs; exit 1 when a problem remains."""
+    from pairsim.index import check_index
+
+    if not Path(args.directory).is_dir():
+        raise FileNotFoundError(2, "No such index directory", args.directory)
+    report = check_index(args.directory, repair=args.repair)
+    if args.json:
+        findings = [dataclasses.asdict(f) for f in report.findings]
+        print(json.dumps({"ok": report.ok, "findings": findings, "repairs": list(report.repairs)}, indent=2))
+    else:
+        rows = [(f.check, f.level, f.detail) for f in report.findings]
+        print_table(str(args.directory), ("check", "status", "detail"), rows)
+        for repair in report.repairs:
+            print(f"repaired: {repair}")
+        if args.repair and not report.repairs:
+            print("repaired: nothing needed repairing that can be repaired safely")
+        problems = len(report.problems())
+        print("no problem found" if report.ok else f"{problems} problem{'s' * (problems != 1)} found")
+    return 0 if report.ok else 1

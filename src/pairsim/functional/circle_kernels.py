@@ -250,8 +250,15 @@ def _labels(labels: Tensor) -> np.ndarray:
 
 def _launch(kernel: Callable[..., None], *args: Any) -> None:
     """Run a kernel on as many threads as torch uses (capped by the size of numba's pool)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    kernel(*args)
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        kernel(*args)
+    finally:
+        # numba's OpenMP layer leaves the calling thread's OpenMP count at its pool size, which torch then
+        # uses: a run set to 1 thread went on with 2 after its first loss (and channels-last BatchNorm,
+        # whose sums depend on the thread count, stopped repeating exactly on resume).
+        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- the kernels

@@ -17,9 +17,10 @@ import numpy as np
 from pairsim import models
 from pairsim._io import atomic_directory
 from pairsim.data.base import ImageSet
-from pairsim.index.images import StoredImage, decode_image, iter_images, store_image, sync_store_directories
-from pairsim.index.manifest import Manifest, file_sha256
+from pairsim.index.images import StoredImage, decode_image, iter_images
+from pairsim.index.manifest import Manifest
 from pairsim.index.records import Hit, NewItem
+from pairsim.index.staging import Stage
 from pairsim.index.store import IndexStore
 from pairsim.models import EmbeddingModel, LoadedModel
 
@@ -31,9 +32,22 @@ def load_model(checkpoint: str | Path) -> LoadedModel:
     return models.load_model(checkpoint)
 
 
+def inference_execution(model: EmbeddingModel) -> models.Execution:
+    """How an index embeds with ``model``: the automatic inference settings of its device (bf16 and
+    channels-last on CPUs with AVX512-BF16; see :func:`pairsim.models.resolve_execution`)."""
+    return models.resolve_execution(device=next(model.parameters()).device, phase="inference")
+
+
 def embed(model: EmbeddingModel, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``(N, C, S, S)`` uint8 images to ``(N, D)`` float32 unit embeddings."""
-    return models.embed(model, pixels, batch_size=batch_size).numpy().astype(np.float32)
+    """``(N, C, S, S)`` uint8 images to ``(N, D)`` float32 unit embeddings, under
+    :func:`inference_execution` (a model from :func:`prepared_model` is used as it is)."""
+    execution = inference_execution(model)
+    return models.embed(model, pixels, batch_size=batch_size, execution=execution).numpy().astype(np.float32)
+
+
+def prepared_model(model: EmbeddingModel) -> EmbeddingModel:
+    """``model`` prepared once for :func:`embed` (BatchNorm folded, its layout), for many calls."""
+    return models.inference_model(model, inference_execution(model))
 
 
 def add_stored_images(
@@ -45,26 +59,26 @@ def add_stored_images(
 ) -> list[int]:
     """Embed ``images`` (unless their ``(n, D)`` ``vectors`` are given), put their files in the store,
     and add them as one atomic update; returns their ids."""
-    vectors, items = prepare_images(store, model, images, batch_size, vectors)
-    return store.add(vectors, items) if items else []
+    with store.staging() as stage:
+        vectors, items = prepare_images(store, stage, model, images, batch_size, vectors)
+        return store.add(vectors, items, stage=stage) if items else []
 
 
 def prepare_images(
     store: IndexStore,
+    stage: Stage,
     model: EmbeddingModel,
     images: list[StoredImage],
     batch_size: int = 256,
     vectors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[NewItem]]:
-    """Embed ``images`` (unless ``vectors`` are given) and write their files into the store (no commit)."""
+    """Embed ``images`` (unless ``vectors`` are given) and write their files into the store, pinned by
+    ``stage`` (no commit: ``store.add(..., stage=stage)`` does it)."""
     if vectors is None:
         pixels = np.stack([im.pixels for im in images]) if images else np.zeros((0, 1, 1, 1), np.uint8)
         vectors = embed(model, pixels, batch_size)  # (n, D)
-    items = []
-    for im in images:
-        path, digest = store_image(store.images_dir, im.data, im.suffix)
-        items.append(NewItem(path, digest, im.label, im.source))
-    sync_store_directories(store.images_dir, [item.path for item in items])
+    named = store.put_images(stage, [(im.data, im.suffix) for im in images])
+    items = [NewItem(path, digest, im.label, im.source) for im, (path, digest) in zip(images, named, strict=True)]
     return vectors, items
 
 
@@ -120,7 +134,7 @@ def build_index(
         manifest = Manifest(
             model_name=str(loaded.spec["name"]),
             model_fingerprint=loaded.fingerprint,
-            checkpoint_sha256=file_sha256(checkpoint),
+            checkpoint_sha256=loaded.file_sha256,  # of the bytes loaded: the checkpoint is read once
             checkpoint_path=str(Path(checkpoint).resolve()),
             embedding_dim=loaded.model.embedding_dim,
             preprocessing=dataclasses.asdict(loaded.preprocessing),
@@ -164,14 +178,16 @@ def _add_all(
     # the faiss file is written once rather than once a chunk.
     vectors: list[np.ndarray] = []
     items: list[NewItem] = []
-    for chunk in iter_images(images, loaded.preprocessing):
-        given = None if embeddings is None else np.asarray(embeddings[len(items) : len(items) + len(chunk)])
-        chunk_vectors, chunk_items = prepare_images(store, loaded.model, chunk, batch_size, given)
-        vectors.append(np.asarray(chunk_vectors, np.float32))
-        items += chunk_items
-        say(f"embedded {len(items)} images")
-    if items:
-        store.add(np.concatenate(vectors), items)
+    model = prepared_model(loaded.model) if embeddings is None else loaded.model
+    with store.staging() as stage:  # every chunk's files stay pinned until the one commit
+        for chunk in iter_images(images, loaded.preprocessing):
+            given = None if embeddings is None else np.asarray(embeddings[len(items) : len(items) + len(chunk)])
+            chunk_vectors, chunk_items = prepare_images(store, stage, model, chunk, batch_size, given)
+            vectors.append(np.asarray(chunk_vectors, np.float32))
+            items += chunk_items
+            say(f"embedded {len(items)} images")
+        if items:
+            store.add(np.concatenate(vectors), items, stage=stage)
     return len(items)
 
 
@@ -188,15 +204,20 @@ class Searcher:
     Args:
         directory: the index directory.
         checkpoint: use this checkpoint's model (must be the index's; see :func:`open_model`).
+
+    Raises:
+        IndexDamagedError: the index's database, manifest or vectors are damaged (the message names which).
     """
 
     def __init__(self, directory: str | Path, checkpoint: str | Path | None = None) -> None:
         self.store = IndexStore(directory)
+        self.store.snapshot()  # loaded now: a damaged index fails here (IndexDamagedError), not per query
         self.loaded = open_model(self.store, checkpoint)
+        self.model = prepared_model(self.loaded.model)  # prepared once, not per request
 
     def embed_bytes(self, data: bytes) -> np.ndarray:
         """``(1, D)`` embedding of an image file's bytes (``ImageDecodeError`` when not an image)."""
-        return embed(self.loaded.model, decode_image(data, self.loaded.preprocessing)[None])
+        return embed(self.model, decode_image(data, self.loaded.preprocessing)[None])
 
     def search_bytes(self, data: bytes, k: int = 10) -> list[Hit]:
         """The ``k`` nearest items to the image in ``data``, best first."""
@@ -205,4 +226,4 @@ class Searcher:
     def add_bytes(self, data: bytes, suffix: str, label: str | None, source: str | None) -> int:
         """Add one image file's bytes as a new item; returns its id."""
         pixels = decode_image(data, self.loaded.preprocessing)
-        return add_stored_images(self.store, self.loaded.model, [StoredImage(pixels, data, suffix, label, source)])[0]
+        return add_stored_images(self.store, self.model, [StoredImage(pixels, data, suffix, label, source)])[0]

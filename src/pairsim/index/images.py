@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 from pairsim._io import fsync_directory, write_bytes_atomic
 from pairsim._optional import require
 from pairsim.data.base import ImageSet
+from pairsim.index.errors import storage_errors
+from pairsim.index.image_guard import DeclaredSizeError, check_declared_size
 from pairsim.models import Preprocessing
 
 require("PIL", "the retrieval index")
@@ -26,8 +29,9 @@ from PIL import Image, ImageOps  # noqa: E402  (after the check that names the e
 
 log = logging.getLogger(__name__)
 
-#: Images with more pixels than this are refused before decoding (decompression bombs).
-MAX_IMAGE_PIXELS = 40_000_000
+#: Images with more pixels than this are refused before decoding (decompression bombs): 5000x5000, room
+#: for a 24-megapixel photo, while one decode (RGBA, the white backdrop, the composite) stays under ~400 MB.
+MAX_IMAGE_PIXELS = 25_000_000
 
 
 class ImageDecodeError(ValueError):
@@ -35,7 +39,8 @@ class ImageDecodeError(ValueError):
 
 
 class OutsideStoreError(ValueError):
-    """A path that would leave the image store."""
+    """A path that does not name a file inside the image store: it leaves the store, loops through
+    symbolic links, or has a component longer than a file name can be."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ def decode_image(data: bytes, prep: Preprocessing) -> np.ndarray:
     resized to ``S = prep.image_size`` and centre-cropped, as ``pairsim.data`` prepares folder images.
 
     Raises:
-        ImageDecodeError: not an image, truncated, or over :data:`MAX_IMAGE_PIXELS`.
+        ImageDecodeError: not an image, truncated, or declaring more than :data:`MAX_IMAGE_PIXELS` pixels
+            (checked on the header bytes before decoding; see :mod:`pairsim.index.image_guard`).
 
     Example:
         >>> png = encode_png(np.full((1, 4, 4), 200, np.uint8))
@@ -77,7 +83,12 @@ def decode_image(data: bytes, prep: Preprocessing) -> np.ndarray:
     if size is None:
         raise ValueError("the model's preprocessing has no image_size; it cannot embed image files")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        # From the header bytes first: a GIF's frames, or a size Pillow would allocate while opening.
+        check_declared_size(data, MAX_IMAGE_PIXELS)
+    except DeclaredSizeError as error:
+        raise ImageDecodeError(f"not a decodable image ({error})") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # lazy: reads the header, decodes nothing yet
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageDecodeError(f"image of {image.width}x{image.height} pixels is over {MAX_IMAGE_PIXELS:,}")
             image.load()  # raises on truncated data
@@ -107,33 +118,55 @@ def checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def image_name(data: bytes, suffix: str) -> tuple[str, str]:
+    """``(path relative to the store, checksum)`` of ``data``: files are named by their SHA-256.
+
+    Example:
+        >>> image_name(b"abc", ".PNG")[0]
+        'ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad.png'
+    """
+    digest = checksum(data)
+    suffix = suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,15}", suffix):  # a file name's suffix, not a path or 255 bytes of one
+        suffix = ".img"
+    return f"{digest[:2]}/{digest}{suffix}", digest
+
+
 def store_image(images_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
     """Write ``data`` into the store (atomically and durably, skipped when present).
 
+    Call it on names pinned by ``IndexStore.staging()`` (see :mod:`pairsim.index.staging`): a file found
+    present could otherwise be deleted by a concurrent remove before the row naming it is committed.
+
     Returns:
         ``(path relative to the store, checksum)``.
+
+    Raises:
+        StorageError: the disk refused the write (full, I/O error); no temporary file is left.
     """
-    digest = checksum(data)
-    relative = f"{digest[:2]}/{digest}{suffix.lower()}"
+    relative, digest = image_name(data, suffix)
     target = images_dir / relative
     if not target.exists():
         # The directory entry is made durable by the caller, once per directory (sync_store_directories).
-        write_bytes_atomic(target, data, sync_directory=False)
+        with storage_errors("the image store", target):
+            write_bytes_atomic(target, data, sync_directory=False)
     return relative, digest
 
 
 def sync_store_directories(images_dir: Path, relatives: list[str]) -> None:
     """fsync the store directories of the files ``relatives`` (after :func:`store_image`), each once."""
-    for directory in sorted({(images_dir / relative).parent for relative in relatives}):
-        fsync_directory(directory)
-    fsync_directory(images_dir)
+    with storage_errors("the image store", images_dir):
+        for directory in sorted({(images_dir / relative).parent for relative in relatives}):
+            fsync_directory(directory)
+        fsync_directory(images_dir)
 
 
 def resolve_in_store(images_dir: Path, relative: str) -> Path:
     """The file ``relative`` names inside the store.
 
     Raises:
-        OutsideStoreError: absolute, or resolving (``..``, symbolic links) outside ``images_dir``.
+        OutsideStoreError: absolute, resolving (``..``, symbolic links) outside ``images_dir``, a loop of
+            symbolic links, or a component over 255 bytes.
 
     Example:
         >>> resolve_in_store(Path("/srv/idx/images"), "../manifest.json")
@@ -144,7 +177,12 @@ def resolve_in_store(images_dir: Path, relative: str) -> Path:
     root = images_dir.resolve()
     if not relative or "\0" in relative or Path(relative).is_absolute():
         raise OutsideStoreError(f"path {relative!r} leaves the image store")
-    target = (root / relative).resolve()
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in Path(relative).parts):
+        raise OutsideStoreError(f"path {relative[:80]!r}... has a component over 255 bytes")
+    try:
+        target = (root / relative).resolve()
+    except RuntimeError:  # Python 3.11 raises it for a loop of symbolic links
+        raise OutsideStoreError(f"path {relative!r} is a loop of symbolic links") from None
     if not target.is_relative_to(root) or target == root:
         raise OutsideStoreError(f"path {relative!r} leaves the image store")
     return target

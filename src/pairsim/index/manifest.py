@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pairsim._io import write_text_atomic
+from pairsim.index.errors import IndexDamagedError, storage_errors
 
 #: Bumped when the directory layout changes; an index of another format is refused on open.
 FORMAT_VERSION = 1
@@ -73,10 +75,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def write_manifest(manifest: Manifest, directory: Path) -> None:
-    """``directory/manifest.json``, atomically."""
-    write_text_atomic(
-        directory / "manifest.json", json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True) + "\n"
-    )
+    """``directory/manifest.json``, atomically (:class:`StorageError` when the disk refuses)."""
+    text = json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True) + "\n"
+    with storage_errors("the manifest", directory / "manifest.json"):
+        write_text_atomic(directory / "manifest.json", text)
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -85,13 +87,44 @@ def read_manifest(directory: Path) -> Manifest:
     Raises:
         FileNotFoundError: ``directory`` is not an index (no ``manifest.json``).
         ValueError: the manifest is of another format version.
+        IndexDamagedError: the manifest is not JSON or its fields are missing, unknown or mistyped.
     """
     path = directory / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(
             f"{directory} is not a pairsim index (no manifest.json); build one with `pairsim index build`"
         )
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise IndexDamagedError(f"{path} is damaged: not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise IndexDamagedError(f"{path} is damaged: not a JSON object")
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: index format {data.get('format_version')}, this pairsim reads {FORMAT_VERSION}")
+    problem = schema_problem(data)
+    if problem:
+        raise IndexDamagedError(f"{path} is damaged: {problem}")
     return Manifest(**data)
+
+
+def schema_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's fields (missing, unknown, of the wrong type), or ``None``.
+
+    Example:
+        >>> schema_problem({"model_name": "x"})[:50]
+        'missing fields checkpoint_path, checkpoint_sha256,'
+    """
+    hints = typing.get_type_hints(Manifest)
+    required = {f.name for f in dataclasses.fields(Manifest) if f.default is dataclasses.MISSING}
+    if missing := sorted(required - data.keys()):
+        return f"missing fields {', '.join(missing)}"
+    if unknown := sorted(data.keys() - hints.keys()):
+        return f"unknown fields {', '.join(unknown)}"
+    for name, value in data.items():
+        expected = typing.get_origin(hints[name]) or hints[name]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            return f"field {name} is {type(value).__name__}, expected {expected.__name__}"
+    if data["embedding_dim"] < 1:
+        return f"embedding_dim is {data['embedding_dim']}"
+    return None

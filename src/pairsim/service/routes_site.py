@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from pairsim.service.dependencies import StoreDep
+from pairsim.service.errors import error_responses
 
 #: The web page and its script and style sheet; ``create_app`` mounts it at ``/static``.
 STATIC = Path(__file__).parent / "static"
@@ -21,7 +22,7 @@ def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
-@router.get("/healthz", summary="Liveness and index size")
+@router.get("/healthz", summary="Liveness and index size", responses=error_responses(400, 503))
 def healthz(store: StoreDep) -> dict[str, Any]:
     """Answers ``ok`` with the number of items, the index generation and the index kind."""
     info = store.info()

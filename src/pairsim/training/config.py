@@ -18,6 +18,7 @@ import yaml
 from pairsim.data.splits import SplitSpec
 from pairsim.data.transforms import AugmentConfig
 from pairsim.losses import get_loss_class
+from pairsim.models.execution import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,20 @@ class TrainConfig:
             else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under torchrun each rank uses the
             device of its backend (``cuda:LOCAL_RANK`` with NCCL, else the CPU). Not part of a run's
             identity: a run may resume on another device.
-        precision: ``"fp32"``, or ``"bf16"``: the model's forward pass under bfloat16 autocast (the
-            loss, the optimiser and the evaluation stay in float32; no loss scaling is needed).
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``: bf16 runs the model's forward pass under bfloat16
+            autocast (the loss, the optimiser state and the retrieval scores stay float32; no loss scaling
+            is needed), in training and in the evaluations. ``"auto"`` picks per phase what was measured
+            faster: bf16 on GPUs with bf16, bf16 for inference on CPUs with AVX512-BF16 or AMX and for
+            training on CPUs with AMX, fp32 elsewhere (``pairsim.models.execution``).
+        channels_last: ``"auto"``, true or false: the model and its input batches in NHWC (``auto``: on;
+            oneDNN's and cuDNN's convolutions are faster in it).
+        compile: ``"auto"``, true or false: ``torch.compile`` (inductor) of the model for training
+            (``auto``: off; on the CPU it compiled for about a minute and ran slower than eager, and it is
+            not measured on a GPU yet). Graphs, graph breaks, recompilations and the compiling first
+            step's time go to the metrics log (``kind: compile``).
+            ``precision=fp32``, ``channels_last=false``, ``compile=false`` is the exact path of
+            earlier releases. The three are not part of a run's identity: a run may resume under
+            others (continuing exactly only under the same ones).
         deterministic: ask torch for deterministic kernels (``torch.use_deterministic_algorithms``,
             warning where an op has none, and cuBLAS's fixed workspace), so that a GPU run and its
             resumed continuation repeat exactly; a little slower. Process-wide once set; not part of
@@ -197,14 +210,15 @@ class TrainConfig:
     circle_m: float | None = None
     threads: int | None = None
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
+    channels_last: bool | str = "auto"
+    compile: bool | str = "auto"
     deterministic: bool = False
 
     def __post_init__(self) -> None:
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        check_settings(self.precision, self.channels_last, self.compile)
 
     @property
     def diagnostic_m(self) -> float:

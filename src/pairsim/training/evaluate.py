@@ -8,7 +8,7 @@ from torch import Tensor
 
 from pairsim.data.base import ImageSet
 from pairsim.evaluation import retrieval_metrics
-from pairsim.models import EmbeddingModel, embed
+from pairsim.models import EXACT, EmbeddingModel, Execution, embed
 
 RETRIEVAL_KEYS = ("precision_at_1", "r_precision", "map_at_r")
 
@@ -26,7 +26,13 @@ def retrieval_scores(embeddings: Tensor, labels: np.ndarray) -> dict[str, float]
 
 
 def evaluate_model(
-    model: EmbeddingModel, image_set: ImageSet, batch_size: int = 256, features: bool = False
+    model: EmbeddingModel,
+    image_set: ImageSet,
+    batch_size: int = 256,
+    features: bool = False,
+    execution: Execution = EXACT,
 ) -> dict[str, float]:
-    """Held-out retrieval metrics of ``model`` on ``image_set`` (every image queries all the others)."""
-    return retrieval_scores(embed(model, image_set.images, batch_size, features), image_set.labels)
+    """Held-out retrieval metrics of ``model`` on ``image_set`` (every image queries all the others),
+    embedded under ``execution`` (:func:`pairsim.models.embed`)."""
+    embeddings = embed(model, image_set.images, batch_size, features, execution=execution)
+    return retrieval_scores(embeddings, image_set.labels)

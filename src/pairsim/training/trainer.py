@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,18 @@ from pairsim.data.sampler import PKSampler
 from pairsim.data.transforms import build_augmentation
 from pairsim.distributed import GlobalPairLoss
 from pairsim.losses import PairLoss
-from pairsim.models import EmbeddingModel, create_model, model_spec, read_state, save_state, to_float
+from pairsim.models import (
+    EXACT,
+    EmbeddingModel,
+    Execution,
+    create_model,
+    model_spec,
+    read_state,
+    resolve_execution,
+    save_state,
+    to_float,
+)
+from pairsim.training.compile_watch import CompileWatch
 from pairsim.training.config import TrainConfig, dump_config, from_dict, to_dict, upgrade_saved_config
 from pairsim.training.diagnostics import similarity_diagnostics
 from pairsim.training.evaluate import evaluate_model
@@ -28,6 +41,8 @@ from pairsim.training.loss_setup import build_loss
 from pairsim.training.metrics_log import MetricsLog
 from pairsim.training.parallel import Parallel, resolve_device
 from pairsim.training.rank_checkpoint import load_collective, save_collective
+
+log = logging.getLogger(__name__)
 
 BEST_METRIC = "precision_at_1"
 
@@ -147,6 +162,13 @@ class Trainer:
         )
         self.model.preprocessing = dataclasses.replace(self.model.preprocessing, image_size=side)
         self.model.to(self.device)
+        self.execution = resolve_execution(
+            config.precision, config.channels_last, config.compile, device=self.device, phase="train"
+        )
+        self.eval_execution = resolve_execution(
+            config.precision, config.channels_last, False, device=self.device, phase="inference"
+        )
+        self.execution.place(self.model)
         self.loss_fn: nn.Module = build_loss(config, train_set.num_classes, self.model.embedding_dim, parallel)
         self.loss_fn.to(self.device)
         self.forward_model: nn.Module = self.model
@@ -156,6 +178,8 @@ class Trainer:
             ids = [parallel.local_rank] if self.device.type == "cuda" else None
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
             torch.manual_seed(config.seed * 1_000_003 + parallel.rank)  # the ranks' augmentations differ
+        if self.execution.compile:
+            self.forward_model = typing.cast(nn.Module, torch.compile(self.forward_model))
         self.sampler = PKSampler(
             train_set.labels,
             config.sampler.classes_per_batch,
@@ -189,7 +213,11 @@ class Trainer:
         return groups
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where the run is: the sampler's position is the step."""
+        """Everything needed to continue exactly where the run is: the sampler's position is the step.
+
+        Only tensors (weights, optimiser moments, RNG states) and plain data (the config as a dict, ints,
+        floats, ``None``), so :func:`~pairsim.models.read_state` loads it with ``weights_only=True``.
+        """
         return {
             "step": self.step,
             "model": self.model.state_dict(),
@@ -200,11 +228,13 @@ class Trainer:
             "best": self.best,
             "config": to_dict(self.config),
             "model_spec": model_spec(self.config.model.name, self.model),
+            "execution": dataclasses.asdict(self.execution),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; the saved config must match this one except for ``steps``, ``device``,
-        ``deterministic`` and ``out_dir`` (a run directory may be moved or copied, then resumed).
+        the execution settings (``precision``, ``channels_last``, ``compile``), ``deterministic`` and
+        ``out_dir`` (a run directory may be moved or copied, then resumed).
 
         Raises:
             ValueError: if the checkpoint comes from a different configuration, or holds no
@@ -214,6 +244,9 @@ class Trainer:
             from_dict(TrainConfig, upgrade_saved_config(state["config"])),
             steps=self.config.steps,
             device=self.config.device,
+            precision=self.config.precision,
+            channels_last=self.config.channels_last,
+            compile=self.config.compile,
             deterministic=self.config.deterministic,
             out_dir=self.config.out_dir,
         )
@@ -234,6 +267,15 @@ class Trainer:
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step, self.best = int(state["step"]), state["best"]
+        # Checkpoints from before the execution settings were written on the exact path.
+        written = Execution(**state.get("execution", dataclasses.asdict(EXACT)))
+        if written != self.execution:
+            log.warning(
+                "resuming under %s; the checkpoint was written under %s: the continuation is close but not "
+                "bit-exact (set precision, channels_last and compile to match for an exact one)",
+                self.execution.describe(),
+                written.describe(),
+            )
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step on the sampler's batch number ``step``; returns loss, lr and diagnostics."""
@@ -246,8 +288,8 @@ class Trainer:
         pixels = torch.from_numpy(self.train_set.images[index])
         x = self.augment(to_float(pixels.to(self.device)))  # (B, C, H, W) in [0, 1], standard strides
         labels = self.labels[torch.from_numpy(index)].to(self.device)  # (B,)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            embeddings = self.forward_model(x).float()  # (B, D); the loss is computed in float32
+        with self.execution.autocast(self.device):
+            embeddings = self.forward_model(self.execution.layout(x)).float()  # (B, D); the loss in float32
         loss = self.loss_fn(embeddings, labels)  # the global batch's loss when distributed
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -276,7 +318,9 @@ class Trainer:
         """
         metrics = None
         if self.eval_set is not None and self.parallel.is_main:
-            metrics = evaluate_model(self.model, self.eval_set, self.config.eval_batch_size)
+            metrics = evaluate_model(
+                self.model, self.eval_set, self.config.eval_batch_size, execution=self.eval_execution
+            )
         return self.parallel.broadcast(metrics) if self.eval_set is not None else None
 
     def save(self, path: Path) -> None:
@@ -321,6 +365,7 @@ class Trainer:
         bar = _progress_bar(self.config.steps, self.step, self.progress)
         started, final_eval = time.perf_counter(), None
         global_batch = self.sampler.batch_size * self.parallel.world_size
+        compiled = CompileWatch() if self.execution.compile else None
         try:
             while self.step < self.config.steps:
                 tick = time.perf_counter()
@@ -329,6 +374,8 @@ class Trainer:
                 record["images_per_s"] = global_batch / (time.perf_counter() - tick)
                 if log is not None:
                     log.write("train", self.step, record)
+                    if compiled is not None and compiled.first_step is None:
+                        log.write("compile", self.step, compiled.after_first_step(time.perf_counter() - tick))
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
                 due = self.eval_every > 0 and self.step % self.eval_every == 0
@@ -347,6 +394,8 @@ class Trainer:
         finally:
             bar.close()
             if log is not None:
+                if compiled is not None and compiled.first_step is not None:
+                    log.write("compile", self.step, compiled.summary())
                 log.close()
         return TrainResult(
             out_dir=self.out_dir,
