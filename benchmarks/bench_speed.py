@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench_training import synthetic_set  # the same random images (scripts run from benchmarks/)
 from pairsim.data.base import ImageSet
 from pairsim.models import embed, inference_model, probe_cpu, resolve_execution
 from pairsim.training.compile_watch import CompileWatch
@@ -44,15 +45,6 @@ TRAIN_SETTINGS: dict[str, dict[str, Any]] = {
     "bf16, NCHW": {"precision": "bf16", "channels_last": False, "compile": False},
 }
 COMPILED = {"fp32, channels-last, compiled": {"precision": "fp32", "channels_last": True, "compile": True}}
-
-
-def synthetic_set(num_classes: int, per_class: int, side: int, channels: int) -> ImageSet:
-    """Random uint8 images: the content does not change the cost of a step."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(num_classes), per_class).astype(np.int64)
-    images = rng.integers(0, 256, (len(labels), channels, side, side), dtype=np.uint8)
-    keys = tuple(str(i) for i in range(num_classes))
-    return ImageSet(images, labels, keys, tuple("x" for _ in labels), "synthetic", "train")
 
 
 def trainer_for(args: argparse.Namespace, setting: dict[str, Any], data: ImageSet) -> Trainer:
