@@ -184,3 +184,27 @@ def test_ivf_is_retrained_when_the_collection_outgrows_it(tmp_path: Path) -> Non
     store.add(unit(rng, 2000), items(2000, 40))
     assert faiss.downcast_index(store.snapshot().index.index).nlist == fv.ivf_cells(2040) > 1
     assert store.snapshot().index.ntotal == 2040
+
+
+@pytest.mark.parametrize("link", ["file", "directory", "store"])
+def test_a_store_name_behind_a_link_out_of_the_store_is_refused(tmp_path: Path, link: str) -> None:
+    """Names the store makes take a fast path; a symbolic link anywhere on it still sends them to the check."""
+    outside = tmp_path / "outside"
+    (outside / "ab").mkdir(parents=True)
+    name = "ab/" + "ab" * 32 + ".png"
+    (outside / name).write_bytes(b"secret")
+    store_dir = tmp_path / "index" / "images"
+    if link == "store":
+        store_dir.parent.mkdir()
+        store_dir.symlink_to(outside, target_is_directory=True)
+        # The store itself a link: its target is the store, so the name is inside it.
+        assert resolve_in_store(store_dir, name) == (outside / name).resolve()
+        return
+    (store_dir / "ab").mkdir(parents=True) if link == "file" else store_dir.mkdir(parents=True)
+    if link == "file":
+        (store_dir / name).symlink_to(outside / name)
+    else:
+        (store_dir / "ab").symlink_to(outside / "ab", target_is_directory=True)
+    with pytest.raises(OutsideStoreError, match="leaves the image store"):
+        resolve_in_store(store_dir, name)
+    assert resolve_in_store(store_dir, "cd/" + "cd" * 32 + ".png").parent.name == "cd"

@@ -161,6 +161,10 @@ def sync_store_directories(images_dir: Path, relatives: list[str]) -> None:
         fsync_directory(images_dir)
 
 
+#: The names :func:`image_name` gives: two hex digits, the SHA-256, a short suffix.
+STORE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]{1,15}")
+
+
 def resolve_in_store(images_dir: Path, relative: str) -> Path:
     """The file ``relative`` names inside the store.
 
@@ -174,6 +178,12 @@ def resolve_in_store(images_dir: Path, relative: str) -> Path:
         ...
         pairsim.index.images.OutsideStoreError: path '../manifest.json' leaves the image store
     """
+    if STORE_NAME.fullmatch(relative):
+        # A name the store makes (hex/hex.suffix) stays inside it unless a link is on the way, which the store
+        # never creates: three lstat calls instead of resolving every component (11 s for 27k images).
+        fast = images_dir.absolute() / relative
+        if not any(p.is_symlink() for p in (images_dir, fast.parent, fast)):
+            return fast
     root = images_dir.resolve()
     if not relative or "\0" in relative or Path(relative).is_absolute():
         raise OutsideStoreError(f"path {relative!r} leaves the image store")
