@@ -76,7 +76,7 @@ def atomic_write(
 
 
 @contextlib.contextmanager
-def _atomic_write(path: Path, mode: str, sync_directory: bool) -> Iterator[IO[Any]]:
+def _atomic_write(path: Path, mode: str, sync_directory: bool, sync_file: bool = True) -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique name per writer: two writers of the same file never share (or delete) a temporary file.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -84,7 +84,8 @@ def _atomic_write(path: Path, mode: str, sync_directory: bool) -> Iterator[IO[An
         with os.fdopen(fd, mode, encoding="utf-8" if mode == "w" else None) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if sync_file:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,9 +94,14 @@ def _atomic_write(path: Path, mode: str, sync_directory: bool) -> Iterator[IO[An
         fsync_directory(path.parent)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes, *, sync_directory: bool = True) -> None:
-    """``path`` holds exactly ``data`` afterwards, or its old content if the write failed."""
-    with atomic_write(path, sync_directory=sync_directory) as f:
+def write_bytes_atomic(path: str | Path, data: bytes, *, sync_directory: bool = True, sync_file: bool = True) -> None:
+    """``path`` holds exactly ``data`` afterwards, or its old content if the write failed.
+
+    ``sync_file=False`` leaves the fsync of the file to the caller: only inside :func:`atomic_directory`,
+    which fsyncs everything before the directory appears.
+    """
+    path = Path(path)
+    with _atomic_write(path, "wb", sync_directory, sync_file) as f:
         f.write(data)
 
 
@@ -109,7 +115,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """A temporary directory beside ``path``, renamed to ``path`` when the ``with`` block ends without an error.
 
-    Every file written into it is fsynced before the rename, and the parent directory after it. On an
+    Every file and sub-directory written into it is fsynced before the rename, and the parent directory
+    after it. On an
     error the temporary directory is removed and ``path`` is left as it was.
 
     Raises:
@@ -130,9 +137,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     try:
         yield work
         for file in sorted(work.rglob("*")):
-            if file.is_file() and not file.is_symlink():
+            if file.is_symlink():
+                continue
+            if file.is_file():
                 with open(file, "rb") as f:
                     os.fsync(f.fileno())
+            elif file.is_dir():  # the names in sub-directories (an index's images/ab/) must last too
+                fsync_directory(file)
         fsync_directory(work)
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()

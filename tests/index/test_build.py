@@ -124,3 +124,37 @@ def test_build_demo_index_uses_given_embeddings_and_says_how_to_serve(assets: di
     np.testing.assert_array_equal(stored, vectors)
     with pytest.raises(ValueError, match="as many images"):
         build_demo_index(assets["checkpoint"], image_set, tmp_path / "x", embeddings=vectors[:3], say=said.append)
+
+
+def test_a_new_index_fsyncs_each_image_and_image_directory_before_it_appears(
+    assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The images of a new index are fsynced once each, by the build's directory commit (not twice), and
+    the store's sub-directories too, all before the index directory is renamed into place."""
+    import os
+
+    import pairsim._io as io_module
+
+    synced: list[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+    renamed: list[int] = []  # how many fsyncs had happened when the index directory was renamed
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        renamed.append(len(synced))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(io_module.os, "fsync", fsync)
+    monkeypatch.setattr(io_module.os, "rename", rename)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (8, 1, 16, 16), dtype=np.uint8)
+    image_set = ImageSet(images, np.arange(8) // 2, ("a", "b", "c", "d"), tuple("stuvwxyz"), "toy", "test")
+    build_index(assets["checkpoint"], image_set, tmp_path / "idx")
+    image_syncs = [p for p in synced if "/images/" in p and p.endswith(".png")]
+    assert len(image_syncs) == 8 == len(set(image_syncs))  # once each
+    image_dirs = {str(Path(p).parent) for p in image_syncs}
+    assert image_dirs <= set(synced)  # each images/ab/ directory entry made durable too
+    assert renamed and renamed[0] == len(synced) - 1  # all of it before the rename; the parent after

@@ -141,6 +141,7 @@ def build_index(
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         store = IndexStore.create(work, manifest, kind=kind)
+        store.sync_each_image = False  # atomic_directory fsyncs every file before `out` appears
         added = _add_all(store, loaded, images, batch_size, say, embeddings)
     return BuildResult(out, added, added, time.perf_counter() - started)
 

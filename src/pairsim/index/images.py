@@ -132,11 +132,14 @@ def image_name(data: bytes, suffix: str) -> tuple[str, str]:
     return f"{digest[:2]}/{digest}{suffix}", digest
 
 
-def store_image(images_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
+def store_image(images_dir: Path, data: bytes, suffix: str, durable: bool = True) -> tuple[str, str]:
     """Write ``data`` into the store (atomically and durably, skipped when present).
 
     Call it on names pinned by ``IndexStore.staging()`` (see :mod:`pairsim.index.staging`): a file found
     present could otherwise be deleted by a concurrent remove before the row naming it is committed.
+
+    ``durable=False`` skips the file's fsync: only for a store inside :func:`pairsim._io.atomic_directory`
+    (a new index), which fsyncs every file before the index appears.
 
     Returns:
         ``(path relative to the store, checksum)``.
@@ -149,7 +152,7 @@ def store_image(images_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
     if not target.exists():
         # The directory entry is made durable by the caller, once per directory (sync_store_directories).
         with storage_errors("the image store", target):
-            write_bytes_atomic(target, data, sync_directory=False)
+            write_bytes_atomic(target, data, sync_directory=False, sync_file=durable)
     return relative, digest
 
 
