@@ -9,6 +9,12 @@ Two inputs:
 - ``pairsim eval CHECKPOINT DATA [--split test]``: a trainer checkpoint and a registered data set
   (``pairsim.data.list_datasets()``); the split's images are embedded, then evaluated
   leave-one-out (retrieval) or over all pairs (verification).
+
+Revisited Oxford / Paris (Easy, Medium and Hard mAP and mP@k, junk ignored): ``pairsim eval
+EMBEDDINGS.npz --revisited GND.json`` with arrays ``query_embeddings`` and ``embeddings`` (the gallery),
+or ``pairsim eval QUERIES.npz --gallery GALLERY.npz --revisited GND.json`` (each file's ``embeddings``),
+in the ground truth's query and gallery orders. GND.json: see docs/evaluation.md; the official pickle is
+read only with ``--trust-pickle``.
 """
 
 from __future__ import annotations
@@ -27,15 +33,20 @@ from pairsim._io import write_text_atomic
 from pairsim.cli._console import print_table
 from pairsim.data.splits import SplitSpec
 from pairsim.evaluation import (
+    RevisitedScores,
     all_pair_similarities,
     clustering_scores,
+    load_revisited_ground_truth,
     pair_similarities,
     reid_metrics,
     retrieval_metrics,
+    revisited_map_from_embeddings,
     verification_scores,
 )
 
 PROTOCOLS = ("retrieval", "reid", "verification")
+#: The default ``--ks``: recall@k of retrieval, mP@k of the Revisited Oxford / Paris protocols (as in the paper).
+DEFAULT_KS = {"retrieval": (1, 2, 4, 8), "revisited": (1, 5, 10)}
 #: Above this many pairs, "all pairs" verification asks for listed pairs instead (memory ~ 9 bytes a pair).
 MAX_ALL_PAIRS = 200_000_000
 
@@ -76,10 +87,24 @@ def register(subparsers: Any) -> None:
         help="inference precision, with a CHECKPOINT (auto: bf16 and channels-last where measured faster; "
         "fp32: the exact path, channels-first)",
     )
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="k of recall@k (retrieval)")
+    parser.add_argument(
+        "--ks", type=int, nargs="+", default=None, help="k of recall@k (retrieval; 1 2 4 8) or mP@k (revisited; 1 5 10)"
+    )
     parser.add_argument("--max-rank", type=int, default=50, help="length of the CMC curve (reid)")
     parser.add_argument("--method", choices=("exact", "faiss", "hnsw"), default="exact", help="k-NN (retrieval)")
     parser.add_argument("--clustering", action="store_true", help="also k-means NMI / AMI (retrieval)")
+    parser.add_argument(
+        "--revisited",
+        metavar="GND",
+        default=None,
+        help="Revisited Oxford / Paris ground truth (JSON, see docs/evaluation.md): Easy / Medium / Hard mAP and mP@k",
+    )
+    parser.add_argument("--gallery", default=None, help="GALLERY.npz (its embeddings), with --revisited")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="with --revisited: read an official .pkl ground truth (restricted to plain data and numpy arrays)",
+    )
     parser.add_argument("--out", default="eval", help="output path prefix: writes OUT.json and OUT.md")
     parser.set_defaults(func=run)
 
@@ -87,29 +112,41 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write ``OUT.json`` and ``OUT.md``, print the table; returns 0, or 2 on bad input."""
     started = time.perf_counter()
-    arrays = load_inputs(args)
-    metrics = evaluate(arrays, args)
+    protocol = check_protocol(args)
+    revisited = evaluate_revisited(args) if protocol == "revisited" else None
+    metrics = revisited.as_dict() if revisited is not None else evaluate(load_inputs(args), args)
     report = {
         "command": command_line(args),
         "source": args.source,
         "data": args.data,
-        "protocol": args.protocol,
+        "protocol": protocol,
         "seconds": round(time.perf_counter() - started, 3),
         # NaN (a TAR at a FAR too small for the number of pairs) and the +inf "reject all"
         # threshold are not JSON: written as null.
         "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
     }
     out = Path(args.out)
-    title = f"{args.protocol} evaluation of {args.source}" + (f" on {args.data}" if args.data else "")
+    title = f"{protocol} evaluation of {args.source}" + (f" on {args.data}" if args.data else "")
     write_text_atomic(f"{out}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    write_text_atomic(f"{out}.md", markdown_table(metrics, title))
-    print_table(title, ("metric", "value"), [(name, format_value(name, value)) for name, value in metrics.items()])
+    if revisited is not None:
+        columns, rows = revisited_rows(revisited)
+        write_text_atomic(f"{out}.md", markdown_grid(title, columns, rows))
+        print_table(title, columns, rows)
+    else:
+        write_text_atomic(f"{out}.md", markdown_table(metrics, title))
+        rows = [(name, format_value(name, value)) for name, value in metrics.items()]
+        print_table(title, ("metric", "value"), rows)
     print(f"wrote {out}.json and {out}.md")
     return 0
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The ``pairsim eval`` command that reproduces this run, every option explicit."""
+    if args.revisited is not None:
+        words = ["pairsim", "eval", args.source, *(["--gallery", args.gallery] if args.gallery else [])]
+        words += ["--revisited", args.revisited, *(["--trust-pickle"] if args.trust_pickle else [])]
+        words += ["--ks", *map(str, ks_of(args, "revisited"))]
+        return " ".join(shlex.quote(w) for w in [*words, "--out", args.out])
     words = ["pairsim", "eval", args.source, *([args.data] if args.data else []), "--protocol", args.protocol]
     if args.data:
         words += ["--split", args.split, "--batch-size", str(args.batch_size)]
@@ -117,9 +154,68 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--max-classes", str(args.max_classes)] if args.max_classes else []
         words += ["--split-seed", str(args.split_seed)] if args.split_seed is not None else []
         words += ["--test-ratio", str(args.test_ratio)] if args.test_ratio is not None else []
-    words += ["--ks", *map(str, args.ks), "--max-rank", str(args.max_rank), "--method", args.method]
+    words += ["--ks", *map(str, ks_of(args, "retrieval")), "--max-rank", str(args.max_rank), "--method", args.method]
     words += ["--clustering"] if args.clustering else []
     return " ".join(shlex.quote(w) for w in [*words, "--out", args.out])
+
+
+def ks_of(args: argparse.Namespace, protocol: str) -> tuple[int, ...]:
+    """``--ks``, or the protocol's default."""
+    return tuple(args.ks) if args.ks else DEFAULT_KS[protocol]
+
+
+def check_protocol(args: argparse.Namespace) -> str:
+    """The protocol to run: ``revisited`` with ``--revisited``, else ``--protocol``; options that do not fit fail."""
+    if args.revisited is None:
+        extra = [name for name, given in (("--gallery", args.gallery), ("--trust-pickle", args.trust_pickle)) if given]
+        if extra:
+            raise ValueError(f"{' and '.join(extra)} only go with --revisited GND.json")
+        return str(args.protocol)
+    if args.protocol != "retrieval":
+        raise ValueError(f"--revisited is a protocol of its own; drop --protocol {args.protocol}")
+    if Path(args.source).suffix != ".npz" or args.data is not None:
+        raise ValueError("--revisited evaluates saved embeddings: give EMBEDDINGS.npz (or --gallery), and no DATA")
+    return "revisited"
+
+
+def evaluate_revisited(args: argparse.Namespace) -> RevisitedScores:
+    """Revisited Oxford / Paris scores of the ``.npz`` queries against the gallery, under the ground truth."""
+    ground_truth = load_revisited_ground_truth(args.revisited, trust_pickle=args.trust_pickle)
+    source = read_npz(Path(args.source))
+    if args.gallery is None:
+        missing = [name for name in ("query_embeddings", "embeddings") if name not in source]
+        if missing:
+            raise ValueError(
+                f"{args.source} has no array {missing[0]!r} (it has {sorted(source)}); give query_embeddings and "
+                "embeddings (the gallery), or the gallery in --gallery GALLERY.npz"
+            )
+        queries, gallery = source["query_embeddings"], source["embeddings"]
+    else:
+        gallery_arrays = read_npz(Path(args.gallery))
+        if "embeddings" not in gallery_arrays:
+            raise ValueError(f"{args.gallery} has no array 'embeddings' (it has {sorted(gallery_arrays)})")
+        name = "query_embeddings" if "query_embeddings" in source else "embeddings"
+        if name not in source:
+            raise ValueError(f"{args.source} has no array 'embeddings' or 'query_embeddings' (it has {sorted(source)})")
+        queries, gallery = source[name], gallery_arrays["embeddings"]
+    return revisited_map_from_embeddings(queries, gallery, ground_truth, ks_of(args, "revisited"))
+
+
+def revisited_rows(scores: RevisitedScores) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Columns and one row per protocol (Easy, Medium, Hard): mAP, mP@k and the number of queries scored."""
+    columns = ("protocol", "mAP", *(f"mP@{k}" for k in scores.ks), "queries")
+    rows = []
+    for name in ("easy", "medium", "hard"):
+        p = getattr(scores, name)
+        values = [format_value("map", p.map), *(format_value("mp", p.mp_at_k[k]) for k in scores.ks)]
+        rows.append((name.capitalize(), *values, str(p.num_queries)))
+    return columns, rows
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (object arrays refused: they would be pickles)."""
+    with np.load(path) as npz:
+        return {name: npz[name] for name in npz.files}
 
 
 def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -128,8 +224,7 @@ def load_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
     if source.suffix == ".npz":
         if args.data is not None:
             raise ValueError("an embeddings file takes no DATA argument")
-        with np.load(source) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = read_npz(source)
         for name in ("embeddings", "labels"):
             if name not in arrays:
                 raise ValueError(f"{source} has no array {name!r} (it has {sorted(arrays)})")
@@ -183,7 +278,12 @@ def evaluate(arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[st
     x, y = arrays["embeddings"], arrays["labels"]
     if args.protocol == "retrieval":
         metrics = retrieval_metrics(
-            x, y, arrays.get("query_embeddings"), arrays.get("query_labels"), ks=tuple(args.ks), method=args.method
+            x,
+            y,
+            arrays.get("query_embeddings"),
+            arrays.get("query_labels"),
+            ks=ks_of(args, "retrieval"),
+            method=args.method,
         )
         if args.clustering:
             clusters = clustering_scores(x, y)
@@ -236,6 +336,22 @@ def markdown_table(metrics: dict[str, float], title: str) -> str:
     """
     lines = [f"### {title}", "", "| metric | value |", "|---|---:|"]
     lines += [f"| {name} | {format_value(name, value)} |" for name, value in metrics.items()]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_grid(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table of formatted cells, the first column left-aligned.
+
+    Example:
+        >>> print(markdown_grid("t", ("protocol", "mAP"), [("Easy", "0.5000")]), end="")
+        ### t
+        <BLANKLINE>
+        | protocol | mAP |
+        |---|---:|
+        | Easy | 0.5000 |
+    """
+    lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
