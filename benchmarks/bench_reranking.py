@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# The same /proc readings and machine name as the loss benchmark (scripts run from benchmarks/).
+from bench_losses import _cpu_name, _reset_peak, _rss_kib
+
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = ["kreciprocal", "aqe", "dba"]
 D = 128
@@ -57,19 +60,6 @@ def configs(quick: bool, only: list[str], sizes: list[int]) -> list[Config]:
 
 
 # ----------------------------------------------------------------------------- worker side
-
-
-def _rss_kib(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field_name} not in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
 def worker(cfg: Config) -> dict[str, Any]:
@@ -187,17 +177,6 @@ def main(argv: list[str] | None = None) -> None:
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(rows, meta))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
